@@ -1,0 +1,287 @@
+"""Refining prompts: batched, seeded generation with a loaded refiner, parsed and fitted to a budget."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria, TopKLogitsWarper, TopPLogitsWarper
+
+from .budget import TokenCounter, TokenizerCounter, counter_for, fit_to_budget
+from .contract import PROMPT_CLOSE, parse_output
+from .instruction import ASSISTANT_PREFIX, build_messages, render_prompt
+from .loading import LoadSpec, load_model_and_tokenizer
+from .progress import OptionalProgress
+from .targets import Target, get_target
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 512
+DEFAULT_BATCH_SIZE = 8
+# The instruction itself needs room; a prompt is shortened before it could push it out of context.
+_MIN_NEW_TOKENS_ROOM = 16
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """One refined prompt. `prompt` is always usable: the refined text, or the original on failure."""
+
+    original: str
+    prompt: str
+    reasoning: str
+    ok: bool
+    error: str | None
+    target: str
+    tokens: int
+    token_limit: int
+    token_counter: str
+    shortened: bool = False
+    dropped: str = ""
+    repairs: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    raw: str = ""
+
+    @property
+    def over_budget(self) -> bool:
+        return self.tokens > self.token_limit
+
+    def report(self) -> str:
+        """One line for people: token use, and anything that went wrong or was changed."""
+        counted = "estimated" if self.token_counter == "estimate" else f"counted with {self.token_counter}"
+        parts = [f"{self.tokens}/{self.token_limit} tokens for {self.target} ({counted})"]
+        if self.ok:
+            parts.append("refined")
+        else:
+            parts.append(f"kept the original prompt: {self.error}")
+        if self.shortened:
+            parts.append(f"shortened to fit, dropped: {self.dropped!r}")
+        if self.over_budget:
+            parts.append("over budget: the text encoder will truncate it")
+        if self.repairs:
+            parts.append("repaired " + ", ".join(self.repairs))
+        parts.extend(self.notes)
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"report": self.report()}
+
+
+class _RowSeededSampler(LogitsProcessor):
+    """Samples each row with its own seeded generator, so a prompt's sampled refinement does not
+    depend on which other prompts share its batch.
+
+    transformers' own sampling draws the whole batch from one global generator, which ties every
+    row's randomness to its batch-mates; we deliberately diverge: this processor picks the token and
+    leaves only it finite, and greedy decoding (do_sample=False) then takes exactly that token.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int | None, top_p: float | None):
+        self.temperature = temperature
+        self.warpers = [w for w in (
+            TopKLogitsWarper(top_k) if top_k else None,
+            TopPLogitsWarper(top_p) if top_p is not None and top_p < 1.0 else None,
+        ) if w is not None]
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float() / self.temperature
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        probs = torch.softmax(scores, dim=-1).cpu()
+        picks = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        chosen = torch.full_like(scores, float("-inf"))
+        chosen.scatter_(1, picks.to(scores.device), 0.0)
+        return chosen
+
+
+class _ReportTokens(StoppingCriteria):
+    """Turns generate's per-token loop into progress calls; a raising callback cancels generation."""
+
+    def __init__(self, progress, offset: int, total: int):
+        self.progress, self.offset, self.total, self.step = progress, offset, total, 0
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        self.step += 1
+        self.progress(self.offset + self.step, self.total)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class Refiner:
+    """A loaded refiner model and its tokenizer.
+
+    The model may be moved between devices by someone else (ComfyUI's model management does); every
+    call reads its current device. `release()` drops the weights (the unload path for quantized models,
+    which cannot be moved); the next call loads them again from the spec.
+    """
+
+    def __init__(self, model, tokenizer, spec: LoadSpec | None = None):
+        self._model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.name = (spec.model if spec else getattr(model.config, "_name_or_path", "")) or "refiner"
+        if not getattr(tokenizer, "chat_template", None):
+            log.warning("%s has no chat template; using the plain System/User/Assistant transcript", self.name)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def load(cls, model: str, adapter: str | None = None, **options) -> "Refiner":
+        spec = LoadSpec(model=model, adapter=adapter, **options)
+        return cls(*load_model_and_tokenizer(spec), spec=spec)
+
+    @property
+    def model(self):
+        if self._model is None:
+            if self.spec is None:
+                raise RuntimeError("this refiner was released and has no spec to load it again")
+            self._model, _ = load_model_and_tokenizer(self.spec)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def release(self) -> None:
+        self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        get_text_config = getattr(config, "get_text_config", None)
+        config = get_text_config() if get_text_config else config
+        return int(getattr(config, "max_position_embeddings", None) or 4096)
+
+    def render(self, prompt: str, target: Target) -> str:
+        return render_prompt(self.tokenizer, build_messages(prompt, target))
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _fit_input(self, prompt: str, target: Target, max_new_tokens: int) -> tuple[str, tuple[str, ...]]:
+        """The user's prompt, shortened if the instruction around it would not fit the context."""
+        room = self.context_length - max_new_tokens
+        overhead = self._count(self.render(".", target)) - 1
+        if self._count(self.render(prompt, target)) <= room:
+            return prompt, ()
+        fitted = fit_to_budget(prompt, TokenizerCounter(self.tokenizer), room - overhead)
+        if not fitted.text:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for the prompt in this refiner's "
+                f"{self.context_length}-token context; lower max_new_tokens"
+            )
+        return fitted.text, (f"the input prompt was shortened to {fitted.tokens} tokens to fit the refiner",)
+
+    def refine(
+        self,
+        prompts: str | Sequence[str],
+        target: str | Target = "generic",
+        *,
+        seed: int = 0,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        target_tokenizer=None,
+        progress: OptionalProgress = None,
+    ) -> list[Refinement]:
+        """Refine one or more prompts for `target`.
+
+        temperature 0 decodes greedily; above 0 it samples, prompt i of the request with seed
+        `seed + i`, so the same seed and inputs give the same outputs whatever the batch size.
+        top_k/top_p default to the model's own generation config. `target_tokenizer` (a tokenizer,
+        a tokenizer folder, or a TokenCounter) counts the budget exactly; without it it is estimated.
+        `progress(done, total)` is called after every generated token and may raise to cancel.
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        target = get_target(target) if isinstance(target, str) else target
+        if not prompts:
+            return []
+        for i, prompt in enumerate(prompts):
+            if not prompt or not prompt.strip():
+                where = "the prompt" if len(prompts) == 1 else f"prompt {i + 1}"
+                raise ValueError(f"{where} is empty: describe the scene you want to see")
+        if temperature < 0:
+            raise ValueError(f"temperature must be 0 (greedy) or more, not {temperature}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+
+        notes: tuple[str, ...] = ()
+        room = self.context_length - _MIN_NEW_TOKENS_ROOM - self._count(self.render(".", target))
+        if max_new_tokens > room:
+            notes = (f"max_new_tokens lowered from {max_new_tokens} to {room}, the refiner's context",)
+            max_new_tokens = room
+        counter = counter_for(target, target_tokenizer)
+        batches = [range(start, min(start + batch_size, len(prompts))) for start in range(0, len(prompts), batch_size)]
+        total = len(batches) * max_new_tokens
+        results: list[Refinement] = []
+        for number, rows in enumerate(batches):
+            fitted = [self._fit_input(prompts[i], target, max_new_tokens) for i in rows]
+            texts = [self.render(text, target) for text, _ in fitted]
+            answers = self._generate(
+                texts, [seed + i for i in rows], temperature, top_p, top_k, max_new_tokens,
+                _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
+            )
+            for i, answer, (_, input_notes) in zip(rows, answers, fitted):
+                results.append(_finish(prompts[i], answer, target, counter, notes + input_notes))
+            if progress:
+                progress((number + 1) * max_new_tokens, total)
+        return results
+
+    @torch.inference_mode()
+    def _generate(self, texts, seeds, temperature, top_p, top_k, max_new_tokens, reporter) -> list[str]:
+        model, tokenizer = self.model, self.tokenizer
+        device = next(model.parameters()).device
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        config = model.generation_config
+        processors = []
+        if temperature > 0:
+            processors.append(_RowSeededSampler(
+                seeds, temperature,
+                top_k if top_k is not None else getattr(config, "top_k", None),
+                top_p if top_p is not None else getattr(config, "top_p", None),
+            ))
+        torch.manual_seed(seeds[0])
+        output = model.generate(
+            **batch,
+            **_greedy_overrides(),
+            max_new_tokens=max_new_tokens,
+            logits_processor=processors,
+            stopping_criteria=[reporter] if reporter else [],
+            stop_strings=[PROMPT_CLOSE],
+            tokenizer=tokenizer,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        return [ASSISTANT_PREFIX + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _greedy_overrides() -> dict:
+    """Generation settings that make generate() greedy whatever the model's generation config says;
+    sampling, when asked for, happens in _RowSeededSampler."""
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None, num_beams=1)
+
+
+def _finish(original: str, answer: str, target: Target, counter: TokenCounter, notes: tuple[str, ...]) -> Refinement:
+    parsed = parse_output(answer)
+    common = dict(
+        original=original, reasoning=parsed.reasoning, target=target.name, token_limit=target.token_limit,
+        token_counter=counter.description, repairs=parsed.repairs, notes=notes, raw=answer,
+    )
+    if not parsed.ok:
+        return Refinement(prompt=original, ok=False, error=parsed.error, tokens=counter.count(original), **common)
+    fitted = fit_to_budget(parsed.prompt, counter, target.token_limit)
+    if not fitted.text:
+        return Refinement(prompt=original, ok=False, error="no part of the refined prompt fits the budget",
+                          tokens=counter.count(original), **common)
+    return Refinement(prompt=fitted.text, ok=True, error=None, tokens=fitted.tokens,
+                      shortened=fitted.shortened, dropped=fitted.dropped, **common)

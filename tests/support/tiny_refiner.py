@@ -1,0 +1,96 @@
+"""A tiny, randomly initialised Qwen2 refiner with an in-process trained tokenizer, written as a normal
+Hugging Face folder. It goes through exactly the code that loads a real Qwen2.5 checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+_CORPUS = """\
+A glass of water tips over and the water spills across the wooden table, spreading into a thin sheet.
+A red rubber ball falls from a balcony, accelerating under gravity, bounces on the pavement and loses height.
+A cat jumps onto a kitchen table, pushing off with its hind legs and landing softly on its front paws.
+An ice cube melts in a pan of hot oil, hissing as the water boils away into steam.
+Sunlight refracts through a prism and splits into a rainbow on the white wall; shadows stretch.
+<think> gravity friction momentum contact elastic collision buoyancy viscosity torque </think>
+<prompt> physically plausible motion, the ball rebounds lower after each bounce </prompt>
+You rewrite prompts for a text-to-video model so that the video obeys real-world physics.
+Target video model text encoder reads at most tokens words; keep the prompt within that budget.
+猫がテーブルに飛び乗る。一只猫跳上桌子。 قطة تقفز على الطاولة 🐱🎈💧🔥
+"""
+
+
+def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(_CORPUS.splitlines() * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=4096
+    )
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def build_model(tokenizer, hidden_size: int = 32, layers: int = 2, seed: int = 0, context: int = 4096):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def write_tiny_refiner(folder: str | os.PathLike, *, chat_template: str | None = CHATML_TEMPLATE, **model_options) -> str:
+    """Write a tiny refiner folder (config, safetensors, tokenizer) and return its path."""
+    folder = os.fspath(folder)
+    tokenizer = build_tokenizer(chat_template)
+    model = build_model(tokenizer, **model_options)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_adapter(base_folder: str, folder: str | os.PathLike, seed: int = 1) -> str:
+    """A LoRA adapter for a tiny refiner, with non-zero weights so it changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = os.fspath(folder)
+    model = AutoModelForCausalLM.from_pretrained(base_folder)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    peft_model.save_pretrained(folder)
+    return folder
