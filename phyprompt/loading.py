@@ -38,8 +38,11 @@ class LoadSpec:
 
     model: str
     adapter: str | None = None
-    dtype: str = "auto"
+    dtype: str = "auto"  # resolved for `device`, where the model runs
     device: str = "auto"
+    # Where the weights are put at load time, when that differs from `device`: ComfyUI loads onto its
+    # offload device and moves the model to the GPU itself when the model is needed.
+    load_on: str | None = None
     quantization: str = "none"
     merge_adapter: bool = False
     allow_download: bool = False
@@ -152,6 +155,8 @@ def load_model_and_tokenizer(spec: LoadSpec):
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     quantization = _quantization_config(spec.quantization, dtype, device)
+    if quantization is None and spec.load_on is not None:
+        device = resolve_device(spec.load_on)
     common = dict(local_files_only=local, trust_remote_code=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.model, **common)

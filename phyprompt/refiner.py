@@ -84,7 +84,7 @@ class _RowSeededSampler(LogitsProcessor):
             TopKLogitsWarper(top_k) if top_k else None,
             TopPLogitsWarper(top_p) if top_p is not None and top_p < 1.0 else None,
         ) if w is not None]
-        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        self.generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = scores.float() / self.temperature
@@ -227,7 +227,7 @@ class Refiner:
             fitted = [self._fit_input(prompts[i], target, max_new_tokens) for i in rows]
             texts = [self.render(text, target) for text, _ in fitted]
             answers = self._generate(
-                texts, [seed + i for i in rows], temperature, top_p, top_k, max_new_tokens,
+                texts, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
                 _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
             )
             for i, answer, (_, input_notes) in zip(rows, answers, fitted):

@@ -1,0 +1,11 @@
+"""The PhyPrompt nodes, as a ComfyUI V3 extension. Node ids start with `PhyPrompt` and never change:
+they are what users' saved workflows refer to."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .refiner_nodes import LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList
+
+
+class PhyPromptExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList]

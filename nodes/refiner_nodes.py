@@ -1,0 +1,148 @@
+"""Load Physics Refiner, Physics Refine and Physics Refine (List)."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..phyprompt.loading import DTYPES, QUANTIZATIONS
+from ..phyprompt.targets import TARGET_NAMES, TARGETS
+from . import model_folders
+from .memory import ManagedRefiner, manage
+
+CATEGORY = "PhyPrompt"
+RefinerType = io.Custom("PHYPROMPT_REFINER")
+NO_ADAPTER = "none"
+MAX_NEW_TOKENS = 4096
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+_TARGET_HELP = "; ".join(f"{t.name}: {t.label}, {t.token_limit} tokens" for t in TARGETS.values())
+
+
+class LoadPhysicsRefiner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PhyPromptLoadRefiner",
+            display_name="Load Physics Refiner",
+            category=CATEGORY,
+            description="Loads an LLM that rewrites prompts with explicit physics (a Hugging Face folder "
+                        "under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model).",
+            inputs=[
+                io.Combo.Input("model", options=list(model_folders.refiner_models()),
+                               tooltip="A folder under models/LLM (or an LLM path in extra_model_paths.yaml) "
+                                       "holding config.json, the tokenizer and the weights."),
+                io.Combo.Input("adapter", options=[NO_ADAPTER, *model_folders.refiner_adapters()], default=NO_ADAPTER,
+                               tooltip="Optional PEFT LoRA adapter folder (holds adapter_config.json)."),
+                io.Boolean.Input("merge_adapter", default=False,
+                                 tooltip="Merge the adapter into the weights: faster generation, same output."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
+                               tooltip="auto: bf16 (or fp16) on GPU, fp32 on CPU."),
+                io.Combo.Input("device", options=["auto", "cpu"], default="auto",
+                               tooltip="auto: ComfyUI's GPU, offloaded when a video model needs the memory."),
+                io.Combo.Input("quantization", options=list(QUANTIZATIONS), default="none",
+                               tooltip="4/8-bit weights through bitsandbytes (CUDA only); the model is then "
+                                       "unloaded after each run instead of offloaded."),
+            ],
+            outputs=[RefinerType.Output(display_name="refiner")],
+        )
+
+    @classmethod
+    def execute(cls, model, adapter, merge_adapter, dtype, device, quantization) -> io.NodeOutput:
+        from ..phyprompt.refiner import Refiner
+
+        path = model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
+        adapter_path = None if adapter == NO_ADAPTER else model_folders.resolve(
+            adapter, model_folders.refiner_adapters(), "adapter")
+        load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
+        offload_device = mm.text_encoder_offload_device() if device == "auto" else load_device
+        refiner = Refiner.load(
+            path, adapter_path, merge_adapter=merge_adapter, dtype=dtype, device=str(load_device),
+            load_on=str(offload_device), quantization=quantization,
+        )
+        return io.NodeOutput(manage(refiner, load_device, offload_device))
+
+
+def _refine_inputs(prompt_tooltip: str) -> list:
+    return [
+        RefinerType.Input("refiner"),
+        io.String.Input("prompt", multiline=True, default="a cat jumps onto a kitchen table", tooltip=prompt_tooltip),
+        io.Combo.Input("target", options=list(TARGET_NAMES), default="cogvideox",
+                       tooltip=f"The video model the prompt is written for; sets the token budget. {_TARGET_HELP}."),
+        io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                     tooltip="Sampling seed; the same seed and inputs give the same prompt."),
+        io.Float.Input("temperature", default=0.7, min=0.0, max=2.0, step=0.05,
+                       tooltip="0 = greedy (deterministic, ignores the seed); higher = more varied."),
+        io.Int.Input("max_new_tokens", default=512, min=1, max=MAX_NEW_TOKENS,
+                     tooltip="Upper bound on reasoning + prompt tokens the refiner may write."),
+    ]
+
+
+def _run(managed: ManagedRefiner, prompts: list[str], target: str, seed: int, temperature: float,
+         max_new_tokens: int):
+    """Refine on ComfyUI's device, with its progress bar (whose hook raises the Cancel interrupt)."""
+    bar = comfy.utils.ProgressBar(max_new_tokens)
+
+    def progress(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    try:
+        return managed.ready().refine(prompts, target, seed=seed, temperature=temperature,
+                                      max_new_tokens=max_new_tokens, progress=progress)
+    finally:
+        managed.done()
+
+
+class PhysicsRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PhyPromptRefine",
+            display_name="Physics Refine",
+            category=CATEGORY,
+            description="Rewrites a prompt so the video obeys physics (forces, gravity, momentum, contact, "
+                        "materials, fluids) while keeping what you asked for. If the refiner's answer is "
+                        "unusable, the original prompt comes out and the report says why.",
+            inputs=_refine_inputs("The scene to render, in your own words."),
+            outputs=[
+                io.String.Output("refined", display_name="refined", tooltip="The physics-explicit prompt."),
+                io.String.Output("reasoning", display_name="reasoning", tooltip="The refiner's physical reasoning."),
+                io.String.Output("report", display_name="report",
+                                 tooltip="Tokens used / the target's limit, and any fallback or shortening."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, refiner, prompt, target, seed, temperature, max_new_tokens) -> io.NodeOutput:
+        (result,) = _run(refiner, [prompt], target, seed, temperature, max_new_tokens)
+        return io.NodeOutput(result.prompt, result.reasoning, result.report())
+
+
+class PhysicsRefineList(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PhyPromptRefineList",
+            display_name="Physics Refine (List)",
+            category=CATEGORY,
+            description="Refines one prompt per line as a single batch and outputs lists, so the nodes after "
+                        "it run once per prompt. Line i uses seed + i.",
+            inputs=_refine_inputs("One prompt per line; blank lines are skipped."),
+            outputs=[
+                io.String.Output("refined", display_name="refined", is_output_list=True),
+                io.String.Output("reasoning", display_name="reasoning", is_output_list=True),
+                io.String.Output("report", display_name="report", is_output_list=True),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, refiner, prompt, target, seed, temperature, max_new_tokens) -> io.NodeOutput:
+        prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
+        if not prompts:
+            raise ValueError("the prompt list is empty: write one prompt per line")
+        results = _run(refiner, prompts, target, seed, temperature, max_new_tokens)
+        return io.NodeOutput([r.prompt for r in results], [r.reasoning for r in results],
+                             [r.report() for r in results])
