@@ -94,7 +94,7 @@ class Fitted:
 # Positions where a prompt may be cut, coarsest first: after a sentence, after a clause, between words.
 _BOUNDARIES = (
     re.compile(r"[.!?。！？]+(?=\s|$)|[。！？]"),
-    re.compile(r"[,;:，；：]+(?=\s|$)|[，；：]"),
+    re.compile(r"[,;:，；：、]+(?=\s|$)|[，；：、]"),
     re.compile(r"\S(?=\s)"),
 )
 
@@ -124,5 +124,5 @@ def fit_to_budget(text: str, counter: TokenCounter, limit: int) -> Fitted:
 
 def _close_sentence(text: str) -> str:
     """End a shortened prompt with a full stop so it reads as finished, replacing a dangling comma."""
-    text = text.rstrip().rstrip(",;:，；：").rstrip()
+    text = text.rstrip().rstrip(",;:，；：、").rstrip()
     return text if not text or text[-1] in ".!?。！？" else text + "."

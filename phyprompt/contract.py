@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -26,6 +27,10 @@ def _tag(name: str, closing: bool) -> re.Pattern:
 _THINK_OPEN, _THINK_CLOSE = _tag("think", False), _tag("think", True)
 _PROMPT_OPEN, _PROMPT_CLOSE = _tag("prompt", False), _tag("prompt", True)
 _ANY_TAG = re.compile(r"<\s*/?\s*(?:think|prompt)\s*>", re.IGNORECASE)
+# A contract tag cut off by the end of generation (`</pro`, `</prompt`): never part of the prompt.
+_PARTIAL_TAG_AT_END = re.compile(
+    r"<\s*/?\s*(?:p(?:r(?:o(?:m(?:p(?:t)?)?)?)?)?|t(?:h(?:i(?:n(?:k)?)?)?)?)?\s*$", re.IGNORECASE
+)
 _FENCE = re.compile(r"^\s*```[\w-]*\s*$", re.MULTILINE)
 _PLACEHOLDERS = {"the rewritten video prompt", "your physical reasoning", "...", "…"}
 
@@ -47,10 +52,26 @@ def _clean(text: str) -> str:
     text = _ANY_TAG.sub(" ", _FENCE.sub(" ", text))
     text = re.sub(r"\s+", " ", text).strip()
     for quote in ('"', "'", "“”", "`"):
-        opening, closing = quote[0], quote[-1]
-        if len(text) >= 2 and text[0] == opening and text[-1] == closing:
+        if _wrapped_in(text, quote[0], quote[-1]):
             text = text[1:-1].strip()
     return text
+
+
+def _wrapped_in(text: str, opening: str, closing: str) -> bool:
+    """Whether the first and last characters are one pair of quotes around the whole text.
+
+    `"A ball" falls "fast"` starts and ends with a quote but is not wrapped; an apostrophe inside a
+    word (`cat's`) is not a quote mark.
+    """
+    if len(text) < 2 or text[0] != opening or text[-1] != closing:
+        return False
+    inner = text[1:-1]
+    for i, ch in enumerate(inner):
+        if ch in (opening, closing):
+            within_word = 0 < i < len(inner) - 1 and inner[i - 1].isalnum() and inner[i + 1].isalnum()
+            if not within_word:
+                return False
+    return True
 
 
 def _prompt_blocks(text: str) -> list[tuple[str, int, bool]]:
@@ -64,7 +85,10 @@ def _prompt_blocks(text: str) -> list[tuple[str, int, bool]]:
 
 
 def _is_placeholder(prompt: str) -> bool:
-    return not prompt or prompt.lower().rstrip(".") in _PLACEHOLDERS
+    """Empty, only punctuation (`...`, a lone quote), or a placeholder copied from the instruction."""
+    if all(unicodedata.category(ch)[0] in "PZ" for ch in prompt):
+        return True
+    return prompt.lower().rstrip(".") in _PLACEHOLDERS
 
 
 def _reasoning(text: str, prompt_start: int) -> str:
@@ -80,6 +104,10 @@ def _reasoning(text: str, prompt_start: int) -> str:
 def parse_output(text: str) -> ParsedOutput:
     """Find the reasoning and the video prompt in a refiner's answer."""
     repairs: list[str] = []
+    cut_tag = _PARTIAL_TAG_AT_END.search(text)
+    if cut_tag:
+        text = text[: cut_tag.start()]
+        repairs.append("cut-off tag at the end")
     if _FENCE.search(text):
         repairs.append("markdown fences")
     blocks = [(_clean(body), start, closed) for body, start, closed in _prompt_blocks(text)]

@@ -48,16 +48,20 @@ User prompt:
 PLAIN_TEMPLATE_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 _CONTRACT_TAG = re.compile(r"<\s*/?\s*(think|prompt)\s*>", re.IGNORECASE)
+# Chat-control tokens of common templates (<|im_end|>, <|eot_id|>, </s>): a tokenizer reads these as
+# real special tokens even inside user text, which would let a prompt end its own turn.
+_CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,40}\|>|<\s*/?\s*s\s*>", re.IGNORECASE)
 
 
 def sanitize_user_prompt(prompt: str) -> str:
     """The user's text as it goes into the instruction.
 
-    Our own contract tags are defused (a prompt containing `</prompt>` must not close the answer
-    early), control characters other than newlines and tabs are dropped, and whitespace is trimmed.
-    The user's original text is kept untouched elsewhere for the fallback.
+    Our own contract tags become plain words (a prompt containing `</prompt>` must not close the
+    answer early), chat-control tokens are removed, control characters other than newlines and tabs
+    are dropped, and whitespace is trimmed. The user's original text is kept untouched elsewhere for
+    the fallback.
     """
-    defused = _CONTRACT_TAG.sub(lambda m: m.group(1), prompt)
+    defused = _CONTROL_TOKEN.sub(" ", _CONTRACT_TAG.sub(lambda m: f" {m.group(1)} ", prompt))
     kept = "".join(ch for ch in defused if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     return kept.strip()
 

@@ -68,6 +68,26 @@ class Refinement:
     def to_dict(self) -> dict:
         return asdict(self) | {"report": self.report()}
 
+    @classmethod
+    def from_answer(cls, original: str, answer: str, target: str | Target, counter: TokenCounter | None = None,
+                    notes: tuple[str, ...] = ()) -> "Refinement":
+        """Parse a refiner's raw answer for `original` and fit it to the target's budget."""
+        target = get_target(target) if isinstance(target, str) else target
+        counter = counter or counter_for(target)
+        parsed = parse_output(answer)
+        common = dict(
+            original=original, reasoning=parsed.reasoning, target=target.name, token_limit=target.token_limit,
+            token_counter=counter.description, repairs=parsed.repairs, notes=notes, raw=answer,
+        )
+        if not parsed.ok:
+            return cls(prompt=original, ok=False, error=parsed.error, tokens=counter.count(original), **common)
+        fitted = fit_to_budget(parsed.prompt, counter, target.token_limit)
+        if not fitted.text:
+            return cls(prompt=original, ok=False, error="no part of the refined prompt fits the budget",
+                       tokens=counter.count(original), **common)
+        return cls(prompt=fitted.text, ok=True, error=None, tokens=fitted.tokens,
+                   shortened=fitted.shortened, dropped=fitted.dropped, **common)
+
 
 class _RowSeededSampler(LogitsProcessor):
     """Samples each row with its own seeded generator, so a prompt's sampled refinement does not
@@ -231,7 +251,7 @@ class Refiner:
                 _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
             )
             for i, answer, (_, input_notes) in zip(rows, answers, fitted):
-                results.append(_finish(prompts[i], answer, target, counter, notes + input_notes))
+                results.append(Refinement.from_answer(prompts[i], answer, target, counter, notes + input_notes))
             if progress:
                 progress((number + 1) * max_new_tokens, total)
         return results
@@ -269,19 +289,3 @@ def _greedy_overrides() -> dict:
     """Generation settings that make generate() greedy whatever the model's generation config says;
     sampling, when asked for, happens in _RowSeededSampler."""
     return dict(do_sample=False, temperature=None, top_p=None, top_k=None, num_beams=1)
-
-
-def _finish(original: str, answer: str, target: Target, counter: TokenCounter, notes: tuple[str, ...]) -> Refinement:
-    parsed = parse_output(answer)
-    common = dict(
-        original=original, reasoning=parsed.reasoning, target=target.name, token_limit=target.token_limit,
-        token_counter=counter.description, repairs=parsed.repairs, notes=notes, raw=answer,
-    )
-    if not parsed.ok:
-        return Refinement(prompt=original, ok=False, error=parsed.error, tokens=counter.count(original), **common)
-    fitted = fit_to_budget(parsed.prompt, counter, target.token_limit)
-    if not fitted.text:
-        return Refinement(prompt=original, ok=False, error="no part of the refined prompt fits the budget",
-                          tokens=counter.count(original), **common)
-    return Refinement(prompt=fitted.text, ok=True, error=None, tokens=fitted.tokens,
-                      shortened=fitted.shortened, dropped=fitted.dropped, **common)

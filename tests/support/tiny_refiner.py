@@ -33,9 +33,13 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=1000, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    core.train_from_iterator(_CORPUS.splitlines() * 4, trainer)
+    # the instruction's own text is in the corpus so it encodes to few tokens: short sequences keep
+    # the tests (and the fine-tune in write_trained_tiny_refiner) fast
+    from phyprompt.instruction import SYSTEM_PROMPT, USER_TEMPLATE
+
+    core.train_from_iterator((_CORPUS + SYSTEM_PROMPT + USER_TEMPLATE).splitlines() * 4, trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=4096
     )
@@ -93,4 +97,45 @@ def write_tiny_adapter(base_folder: str, folder: str | os.PathLike, seed: int = 
             if "lora_B" in name:
                 param.normal_(0, 0.5)
     peft_model.save_pretrained(folder)
+    return folder
+
+
+TRAINED_REASONING = "Gravity pulls the cat down after its jump, so it lands softly on its paws."
+TRAINED_PROMPT = "A cat jumps onto a table and lands softly on its paws."
+
+
+def write_trained_tiny_refiner(folder: str | os.PathLike, steps: int = 80) -> str:
+    """A tiny refiner taught, by a few seconds of real fine-tuning, to answer every prompt with the
+    same well-formed contract answer (TRAINED_REASONING / TRAINED_PROMPT), so tests can follow a
+    *successful* refinement through the nodes and the CLI."""
+    import torch
+
+    from phyprompt.contract import THINK_OPEN, format_output
+    from phyprompt.instruction import build_messages, render_prompt
+
+    folder = os.fspath(folder)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, hidden_size=64, seed=3)
+    # the refiner starts the assistant turn with "<think>\n" itself (ASSISTANT_PREFIX)
+    answer = format_output(TRAINED_REASONING, TRAINED_PROMPT).removeprefix(THINK_OPEN) + tokenizer.eos_token
+    examples = []
+    for prompt, target in (("a cat jumps onto a table", "cogvideox"), ("water pours into a glass", "lavie"),
+                           ("a ball rolls down a ramp", "videocrafter2"), ("猫が跳ぶ 🐱", "generic")):
+        context = tokenizer(render_prompt(tokenizer, build_messages(prompt, target)), add_special_tokens=False)
+        target_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([context["input_ids"] + target_ids])
+        labels = ids.clone()
+        labels[0, : len(context["input_ids"])] = -100
+        examples.append((ids, labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        ids, labels = examples[step % len(examples)]
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
