@@ -12,7 +12,7 @@ import comfy.model_patcher
 from ..phyprompt.refiner import Refiner
 
 
-class _Holder(torch.nn.Module):
+class PhyPromptRefinerModel(torch.nn.Module):
     """ModelPatcher records the device on the module it manages by setting `.device`, which a
     transformers model exposes read-only; a plain module around it takes that attribute instead."""
 
@@ -47,7 +47,7 @@ class ManagedRefiner:
 def manage(refiner: Refiner, load_device: torch.device, offload_device: torch.device) -> ManagedRefiner:
     if refiner.spec is not None and refiner.spec.quantization != "none":
         return ManagedRefiner(refiner, None)
-    holder = _Holder(refiner.model)
+    holder = PhyPromptRefinerModel(refiner.model)
     patcher = comfy.model_patcher.ModelPatcher(
         holder, load_device=load_device, offload_device=offload_device, size=mm.module_size(holder)
     )

@@ -44,4 +44,7 @@ def resolve(name: str, folders: dict[str, str], what: str) -> str:
         return folders[name]
     except KeyError:
         paths = ", ".join(folder_paths.get_folder_paths(FOLDER_KIND))
-        raise ValueError(f"{what} {name!r} not found under the LLM model folders ({paths})") from None
+        raise ValueError(
+            f"{what} {name!r} not found under the LLM model folders ({paths}); put the Hugging Face folder "
+            "there and press R to refresh"
+        ) from None

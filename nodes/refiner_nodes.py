@@ -50,6 +50,18 @@ class LoadPhysicsRefiner(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model, adapter) -> bool | str:
+        # checked at queue time, before anything runs: a workflow shared from another machine names
+        # folders this one may not have (older cores do not check combo values themselves)
+        try:
+            model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
+            if adapter != NO_ADAPTER:
+                model_folders.resolve(adapter, model_folders.refiner_adapters(), "adapter")
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
     def execute(cls, model, adapter, merge_adapter, dtype, device, quantization) -> io.NodeOutput:
         from ..phyprompt.refiner import Refiner
 
