@@ -92,6 +92,17 @@ def _refine_inputs(prompt_tooltip: str) -> list:
     ]
 
 
+def _refine_outputs(is_list: bool) -> list:
+    return [
+        io.String.Output(name, display_name=name, tooltip=tooltip, is_output_list=is_list)
+        for name, tooltip in (
+            ("refined", "The physics-explicit prompt (your original one if the refiner's answer was unusable)."),
+            ("reasoning", "The refiner's physical reasoning."),
+            ("report", "Tokens used / the target's limit, and any fallback or shortening."),
+        )
+    ]
+
+
 def _run(managed: ManagedRefiner, prompts: list[str], target: str, seed: int, temperature: float,
          max_new_tokens: int):
     """Refine on ComfyUI's device, with its progress bar (whose hook raises the Cancel interrupt)."""
@@ -119,12 +130,7 @@ class PhysicsRefine(io.ComfyNode):
                         "materials, fluids) while keeping what you asked for. If the refiner's answer is "
                         "unusable, the original prompt comes out and the report says why.",
             inputs=_refine_inputs("The scene to render, in your own words."),
-            outputs=[
-                io.String.Output("refined", display_name="refined", tooltip="The physics-explicit prompt."),
-                io.String.Output("reasoning", display_name="reasoning", tooltip="The refiner's physical reasoning."),
-                io.String.Output("report", display_name="report",
-                                 tooltip="Tokens used / the target's limit, and any fallback or shortening."),
-            ],
+            outputs=_refine_outputs(is_list=False),
         )
 
     @classmethod
@@ -143,11 +149,7 @@ class PhysicsRefineList(io.ComfyNode):
             description="Refines one prompt per line as a single batch and outputs lists, so the nodes after "
                         "it run once per prompt. Line i uses seed + i.",
             inputs=_refine_inputs("One prompt per line; blank lines are skipped."),
-            outputs=[
-                io.String.Output("refined", display_name="refined", is_output_list=True),
-                io.String.Output("reasoning", display_name="reasoning", is_output_list=True),
-                io.String.Output("report", display_name="report", is_output_list=True),
-            ],
+            outputs=_refine_outputs(is_list=True),
         )
 
     @classmethod

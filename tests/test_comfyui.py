@@ -209,7 +209,8 @@ def test_empty_prompts_are_a_clear_node_error(server, prompt, node, message):
 def test_unusual_prompts_run(server, prompt):
     entry = server.run(refine_graph(prompt, load=load_node("tiny-random"), max_new_tokens=8))
     assert entry["status"]["status_str"] == "success"
-    assert texts(entry, "3")[0] in (prompt, TRAINED_PROMPT) or texts(entry, "3")[0]
+    # the random refiner writes no contract answer, so the user's text comes back exactly as typed
+    assert texts(entry, "3") == [prompt]
     assert "tokens for cogvideox" in texts(entry, "5")[0]
 
 

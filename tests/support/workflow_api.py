@@ -10,7 +10,9 @@ How the frontend lays out ``widgets_values`` (one entry per widget, in widget or
 * an INT input with ``control_after_generate`` (or, when the option is absent, one named ``seed`` or
   ``noise_seed``) is followed by its "control after generate" widget: two values;
 * a COMBO input with ``control_after_generate`` also gets a "control_filter_list" widget: three values;
-* a widget input that has a link keeps its (ignored) value in ``widgets_values``; the link wins.
+* a widget input that has a link keeps its (ignored) value in ``widgets_values``; the link wins;
+* upload buttons (LoadImage's "upload") and previews come after all input widgets, so a trailing extra
+  value is harmless.
 
 Not handled: subgraphs, group nodes, extension widgets that add extra values in the middle of a node.
 """
