@@ -7,7 +7,9 @@ import shutil
 
 import pytest
 
+from conftest import REPO
 from support.comfy_server import ComfyServer
+from support.workflow_api import ui_to_api
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
@@ -20,6 +22,8 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     server.prepare()
     llm = server.models_dir / "LLM"
     shutil.copytree(trained_refiner_dir, llm / "tiny-trained")
+    # the folder name the example workflows use
+    shutil.copytree(trained_refiner_dir, llm / "Qwen2.5-1.5B-Instruct")
     shutil.copytree(tiny_refiner_dir, llm / "tiny-random")
     shutil.copytree(tiny_refiner_dir, llm / "org" / "nested-random")
     write_tiny_adapter(str(llm / "tiny-random"), llm / "adapters" / "tiny-lora")
@@ -152,6 +156,22 @@ def test_models_can_be_evicted_and_come_back(server):
     assert server.post("/free", {"unload_models": True, "free_memory": True})[0] == 200
     entry = server.run(refine_graph(seed=1))
     assert texts(entry, "3") == [TRAINED_PROMPT]
+
+
+@pytest.mark.parametrize("workflow", sorted((REPO / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_example_workflows_run(server, workflow):
+    """Every shipped workflow, as a user drops it on the canvas, converted to the API format and run."""
+    ui = json.loads(workflow.read_text(encoding="utf-8"))
+    assert ui.get("version") == 0.4 and ui["nodes"] and ui["links"]
+    graph = ui_to_api(ui, server.get("/object_info"))
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    previews = [texts(entry, node_id) for node_id, node in graph.items() if node["class_type"] == "PreviewAny"]
+    assert [TRAINED_PROMPT] in previews and [TRAINED_REASONING] in previews
+
+
+def test_workflow_folder_is_not_empty():
+    assert list((REPO / "workflows").glob("*.json"))
 
 
 # --- cancel -------------------------------------------------------------------------------------
