@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_BATCH_SIZE = 8
-# The instruction itself needs room; a prompt is shortened before it could push it out of context.
-_MIN_NEW_TOKENS_ROOM = 16
+# When max_new_tokens is lowered to fit the refiner's context, this many tokens stay for the user's
+# prompt (a longer prompt is then shortened, see Refiner._fit_input).
+_MIN_PROMPT_ROOM = 16
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ class Refiner:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
 
         notes: tuple[str, ...] = ()
-        room = self.context_length - _MIN_NEW_TOKENS_ROOM - self._count(self.render(".", target))
+        room = self.context_length - _MIN_PROMPT_ROOM - self._count(self.render(".", target))
         if max_new_tokens > room:
             notes = (f"max_new_tokens lowered from {max_new_tokens} to {room}, the refiner's context",)
             max_new_tokens = room

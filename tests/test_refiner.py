@@ -174,11 +174,11 @@ def test_bad_options_are_rejected(tiny_refiner, options, message):
 
 def test_enormous_max_new_tokens_is_lowered_to_the_context():
     tokenizer = build_tokenizer()
-    refiner = Refiner(build_model(tokenizer, context=1536), tokenizer)
+    refiner = Refiner(build_model(tokenizer, context=768), tokenizer)
     totals = []
     (result,) = refiner.refine("a ball", max_new_tokens=10**9, progress=lambda d, t: totals.append(t))
     assert any("max_new_tokens lowered from 1000000000" in n for n in result.notes)
-    assert 0 < totals[-1] < 1536
+    assert 0 < totals[-1] < 768
 
 
 def test_huge_prompt_is_shortened_to_fit_the_context(tiny_refiner):
