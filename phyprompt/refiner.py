@@ -17,7 +17,7 @@ from .contract import PROMPT_CLOSE, parse_output
 from .instruction import ASSISTANT_PREFIX, build_messages, render_prompt
 from .loading import LoadSpec, load_model_and_tokenizer
 from .progress import OptionalProgress
-from .targets import Target, get_target
+from .targets import TARGETS, Target, get_target
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class Refiner:
         self._model = model
         self.tokenizer = tokenizer
         self.spec = spec
-        self._cached_prefix = None  # ((prefix ids, device, model id), KV cache); see _prefix_cache
+        self._prefix_caches: dict = {}  # (prefix ids, device, model id) -> KV cache; see _prefix_cache
+        self._instruction_lengths: dict[str, int] = {}  # target name -> tokens before the user's prompt
         self.name = (spec.model if spec else getattr(model.config, "_name_or_path", "")) or "refiner"
         if not getattr(tokenizer, "chat_template", None):
             log.warning("%s has no chat template; using the plain System/User/Assistant transcript", self.name)
@@ -172,7 +173,7 @@ class Refiner:
 
     def release(self) -> None:
         self._model = None
-        self._cached_prefix = None
+        self._prefix_caches.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -254,7 +255,7 @@ class Refiner:
             fitted = [self._fit_input(prompts[i], target, max_new_tokens) for i in rows]
             texts = [self.render(text, target) for text, _ in fitted]
             answers = self._generate(
-                texts, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
+                texts, target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
                 _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
             )
             for i, answer, (_, input_notes) in zip(rows, answers, fitted):
@@ -264,10 +265,10 @@ class Refiner:
         return results
 
     @torch.inference_mode()
-    def _generate(self, texts, seeds, temperature, top_p, top_k, max_new_tokens, reporter) -> list[str]:
+    def _generate(self, texts, target, seeds, temperature, top_p, top_k, max_new_tokens, reporter) -> list[str]:
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
-        input_ids, attention_mask, past = self._batch_with_cached_prefix(texts, device)
+        input_ids, attention_mask, past = self._batch_with_cached_prefix(texts, target, device)
         config = model.generation_config
         processors = []
         if temperature > 0:
@@ -292,20 +293,21 @@ class Refiner:
         new_tokens = output[:, input_ids.shape[1]:]
         return [ASSISTANT_PREFIX + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def _batch_with_cached_prefix(self, texts: list[str], device):
-        """Input ids laid out as [shared prefix][padding][each prompt's own tokens], their attention
-        mask, and a copy of the shared prefix's KV cache for the batch.
+    def _batch_with_cached_prefix(self, texts: list[str], target: Target, device):
+        """Input ids laid out as [instruction prefix][padding][each prompt's own tokens], their
+        attention mask, and a copy of the instruction prefix's KV cache for the batch.
 
-        Every refinement starts with the same few hundred tokens (system message, template), which
-        would otherwise be recomputed for every prompt: their keys and values are computed once and
-        kept for later calls. The padding sits after the prefix instead of on the far left; the
+        Every refinement for a target starts with the same few hundred tokens (template, system
+        message, target description), which would otherwise be recomputed for every prompt: their
+        keys and values are computed once and kept for later calls. The padding sits after the prefix instead of on the far left; the
         attention mask hides it and generate() derives positions from the mask, so the result is the
         same as plain left padding.
         """
         pad = self.tokenizer.pad_token_id
         rows = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
         # generate() needs at least one uncached token in every row
-        shared = min(_common_prefix_length(rows), min(len(row) for row in rows) - 1)
+        shared = min(_common_prefix_length(rows), self._instruction_length(target),
+                     min(len(row) for row in rows) - 1)
         width = max(len(row) for row in rows)
         ids, mask = [], []
         for row in rows:
@@ -320,16 +322,26 @@ class Refiner:
         past.batch_repeat_interleave(len(rows))
         return input_ids, attention_mask, past
 
+    def _instruction_length(self, target: Target) -> int:
+        """Tokens every rendering for `target` shares: everything before the user's prompt."""
+        if target.name not in self._instruction_lengths:
+            probes = [self.tokenizer(self.render(text, target), add_special_tokens=False)["input_ids"]
+                      for text in ("A", "Z")]
+            self._instruction_lengths[target.name] = _common_prefix_length(probes)
+        return self._instruction_lengths[target.name]
+
     def _prefix_cache(self, prefix: tuple[int, ...], device):
         key = (prefix, str(device), id(self._model))
-        if self._cached_prefix is None or self._cached_prefix[0] != key:
+        if key not in self._prefix_caches:
             from transformers import DynamicCache
 
+            if len(self._prefix_caches) >= len(TARGETS):  # one per target is all a session needs
+                self._prefix_caches.clear()
             cache = DynamicCache(config=self.model.config)
             self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
                        **{_cache_argument(self.model): cache})
-            self._cached_prefix = (key, cache)
-        return self._cached_prefix[1]
+            self._prefix_caches[key] = cache
+        return self._prefix_caches[key]
 
 
 def _cache_argument(model) -> str:

@@ -337,3 +337,35 @@ def test_models_built_in_memory_work_without_a_spec():
     tokenizer = build_tokenizer()
     refiner = Refiner(build_model(tokenizer), tokenizer)
     assert len(refiner.refine("a ball", max_new_tokens=4)) == 1
+
+
+def test_cached_instruction_prefix_gives_the_same_tokens_as_plain_generate(tiny_refiner):
+    """The refiner computes the shared instruction prefix once and pads after it; the tokens must be
+    exactly those of a plain left-padded generate over the same texts."""
+    from phyprompt.refiner import _greedy_overrides
+    from phyprompt.targets import get_target
+
+    prompts = ["a cat", "a glass of water tips over and spills across the table", "ice melts in a pan"]
+    texts = [tiny_refiner.render(p, get_target("cogvideox")) for p in prompts]
+    tokenizer = tiny_refiner.tokenizer
+    tokenizer.padding_side = "left"
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        plain = tiny_refiner.model.generate(**batch, **_greedy_overrides(), max_new_tokens=20,
+                                            pad_token_id=tokenizer.pad_token_id)
+    expected = ["<think>\n" + t for t in tokenizer.batch_decode(plain[:, batch["input_ids"].shape[1]:],
+                                                                 skip_special_tokens=True)]
+    tiny_refiner.release()  # start without a cached prefix, then run twice: computed, then reused
+    first = tiny_refiner.refine(prompts, "cogvideox", max_new_tokens=20)
+    second = tiny_refiner.refine(prompts, "cogvideox", max_new_tokens=20)
+    assert len(tiny_refiner._prefix_caches) == 1
+    assert [r.raw for r in first] == [r.raw for r in second] == expected
+
+
+def test_single_prompts_share_the_cached_instruction(tiny_refiner):
+    tiny_refiner.release()
+    for prompt in ("a cat", "ice melts", "a ball"):
+        tiny_refiner.refine(prompt, "lavie", max_new_tokens=2)
+    assert len(tiny_refiner._prefix_caches) == 1  # one instruction prefix, computed once
+    tiny_refiner.refine("a cat", "cogvideox", max_new_tokens=2)
+    assert len(tiny_refiner._prefix_caches) == 2  # another target, another instruction
