@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"refiner folder or Hugging Face hub id (default: {DEFAULT_MODEL})")
     refine.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply")
     refine.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights")
-    refine.add_argument("--target", choices=TARGET_NAMES, default="cogvideox", help="the video model (default: cogvideox)")
+    refine.add_argument("--target", choices=TARGET_NAMES, default="cogvideox",
+                        help="the video model (default: cogvideox)")
     refine.add_argument("--target-tokenizer", metavar="DIR",
                         help="the target's tokenizer folder, to count the budget exactly instead of estimating")
     refine.add_argument("--seed", type=int, default=0)

@@ -123,7 +123,8 @@ def parse_output(text: str) -> ParsedOutput:
         closing = _PROMPT_CLOSE.search(text)
         after_think = list(_THINK_CLOSE.finditer(text))
         if blocks:
-            return ParsedOutput(False, "", _reasoning(text, blocks[-1][1]), "the <prompt> block is empty", tuple(repairs))
+            reasoning = _reasoning(text, blocks[-1][1])
+            return ParsedOutput(False, "", reasoning, "the <prompt> block is empty", tuple(repairs))
         if closing:
             # `</prompt>` without an opening: the prompt is what lies between the reasoning and it
             start = after_think[-1].end() if after_think and after_think[-1].end() <= closing.start() else 0

@@ -299,9 +299,9 @@ class Refiner:
 
         Every refinement for a target starts with the same few hundred tokens (template, system
         message, target description), which would otherwise be recomputed for every prompt: their
-        keys and values are computed once and kept for later calls. The padding sits after the prefix instead of on the far left; the
-        attention mask hides it and generate() derives positions from the mask, so the result is the
-        same as plain left padding.
+        keys and values are computed once and kept for later calls. The padding sits after the
+        prefix instead of on the far left; the attention mask hides it and generate() derives
+        positions from the mask, so the result is the same as plain left padding.
         """
         pad = self.tokenizer.pad_token_id
         rows = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]

@@ -188,9 +188,10 @@ async def _interrupt_once_generating(server, graph, refine_node="2"):
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
                 event = json.loads(message.data)
-                if event["type"] == "progress" and event["data"]["node"] == refine_node and event["data"]["value"] >= 20:
+                data = event["data"]
+                if event["type"] == "progress" and data["node"] == refine_node and data["value"] >= 20:
                     await asyncio.to_thread(server.post, "/interrupt")
-                    return body["prompt_id"], event["data"]
+                    return body["prompt_id"], data
     raise AssertionError("no progress arrived")
 
 

@@ -51,7 +51,7 @@ GOOD = {
         f"<Think >{REASONING}</THINK><Prompt >{PROMPT}</ prompt>", PROMPT, REASONING, ()),
     "spaced tags": (f"< think >{REASONING}< / think >< PROMPT >{PROMPT}< / Prompt >", PROMPT, REASONING, ()),
     "whitespace collapsed": (
-        f"<think>  The ball\n\n falls.  </think><prompt>\n  A red ball\n\tfalls   fast.\n</prompt>",
+        "<think>  The ball\n\n falls.  </think><prompt>\n  A red ball\n\tfalls   fast.\n</prompt>",
         "A red ball falls fast.", "The ball falls.", ()),
     "double quotes": (answer(prompt=f'"{PROMPT}"'), PROMPT, REASONING, ()),
     "single quotes": (answer(prompt=f"'{PROMPT}'"), PROMPT, REASONING, ()),

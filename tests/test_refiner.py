@@ -255,7 +255,8 @@ def test_truncated_safetensors(tiny_refiner_dir, tmp_path):
 
 def test_missing_shard(tiny_refiner_dir, tmp_path):
     folder = _copy_without_weights(tiny_refiner_dir, tmp_path / "sharded")
-    shutil.copy(os.path.join(tiny_refiner_dir, "model.safetensors"), os.path.join(folder, "model-00001-of-00002.safetensors"))
+    shutil.copy(os.path.join(tiny_refiner_dir, "model.safetensors"),
+                os.path.join(folder, "model-00001-of-00002.safetensors"))
     index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
         json.dump(index, f)

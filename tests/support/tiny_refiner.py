@@ -72,7 +72,8 @@ def build_model(tokenizer, hidden_size: int = 32, layers: int = 2, seed: int = 0
     return model
 
 
-def write_tiny_refiner(folder: str | os.PathLike, *, chat_template: str | None = CHATML_TEMPLATE, **model_options) -> str:
+def write_tiny_refiner(folder: str | os.PathLike, *, chat_template: str | None = CHATML_TEMPLATE,
+                       **model_options) -> str:
     """Write a tiny refiner folder (config, safetensors, tokenizer) and return its path."""
     folder = os.fspath(folder)
     tokenizer = build_tokenizer(chat_template)
