@@ -157,7 +157,8 @@ def bare_generate(refiner: Refiner, texts: list[str], max_new_tokens: int) -> li
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
         output = model.generate(
-            **batch,
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
             **_greedy_overrides(),
             max_new_tokens=max_new_tokens,
             stop_strings=[PROMPT_CLOSE],

@@ -352,7 +352,8 @@ def test_cached_instruction_prefix_gives_the_same_tokens_as_plain_generate(tiny_
     tokenizer.padding_side = "left"
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
-        plain = tiny_refiner.model.generate(**batch, **_greedy_overrides(), max_new_tokens=20,
+        plain = tiny_refiner.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                            **_greedy_overrides(), max_new_tokens=20,
                                             pad_token_id=tokenizer.pad_token_id)
     expected = ["<think>\n" + t for t in tokenizer.batch_decode(plain[:, batch["input_ids"].shape[1]:],
                                                                  skip_special_tokens=True)]
