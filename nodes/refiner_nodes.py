@@ -7,7 +7,8 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..phyprompt.loading import DTYPES, QUANTIZATIONS
+from ..phyprompt.devices import DTYPES
+from ..phyprompt.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
 from .memory import ManagedRefiner, manage

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Iterable, Iterator, Sequence
 
-from .loading import DEFAULT_MODEL, DTYPES, QUANTIZATIONS
+from .devices import DTYPES
+from .loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
 
 

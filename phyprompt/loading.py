@@ -12,23 +12,22 @@ import json
 import logging
 import os
 import re
-import struct
 from dataclasses import dataclass
 
 import torch
 
+from .checkpoints import ModelFolderError, check_weights_folder
+from .devices import resolve_device, resolve_dtype
+
 log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 
-_DTYPE_BY_NAME = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-class RefinerLoadError(ValueError):
+class RefinerLoadError(ModelFolderError):
     """A refiner or adapter could not be loaded; the message says why and what to do."""
 
 
@@ -48,78 +47,16 @@ class LoadSpec:
     allow_download: bool = False
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) != "auto":
-        try:
-            return torch.device(device)
-        except RuntimeError as exc:
-            raise RefinerLoadError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` means fp32 on CPU (half precision is slow there), bf16 on GPUs that have it, else fp16."""
-    if dtype != "auto":
-        try:
-            return _DTYPE_BY_NAME[dtype]
-        except KeyError:
-            raise RefinerLoadError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}") from None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
-
 def is_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and not os.path.exists(name)
 
 
-def _check_safetensors(path: str) -> None:
-    """Catch truncated or garbled safetensors files before transformers does, with a clear message."""
-    size = os.path.getsize(path)
-    name = os.path.basename(path)
-    try:
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                raise ValueError("header longer than the file")
-            header = json.loads(f.read(header_len))
-        data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (struct.error, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise RefinerLoadError(f"{name} is not a valid safetensors file ({exc}); download it again") from exc
-    if 8 + header_len + data_end > size:
-        raise RefinerLoadError(
-            f"{name} is truncated ({size} bytes, needs {8 + header_len + data_end}); download it again"
-        )
-
-
 def check_model_folder(folder: str) -> None:
-    """Fail early, with a useful message, on a folder that cannot hold a loadable model."""
-    if not os.path.isdir(folder):
-        raise RefinerLoadError(f"refiner folder not found: {folder}")
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        hint = " (it looks like a PEFT adapter: choose it as the adapter)" if os.path.isfile(
-            os.path.join(folder, "adapter_config.json")) else ""
-        raise RefinerLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder{hint}")
-    weights = [f for f in os.listdir(folder) if f.endswith(_WEIGHT_SUFFIXES)]
-    if not weights:
-        raise RefinerLoadError(
-            f"{folder} holds no weights (*.safetensors or *.bin); copy the model's weight files into it"
-        )
-    for index in (f for f in os.listdir(folder) if f.endswith(".index.json")):
-        with open(os.path.join(folder, index), encoding="utf-8") as f:
-            shards = set(json.load(f).get("weight_map", {}).values())
-        missing = sorted(s for s in shards if not os.path.isfile(os.path.join(folder, s)))
-        if missing:
-            raise RefinerLoadError(f"{folder} is missing weight shards: {', '.join(missing)}")
-    for name in weights:
-        if name.endswith(".safetensors"):
-            _check_safetensors(os.path.join(folder, name))
+    """Fail early, with a useful message, on a folder that cannot hold a loadable refiner."""
+    hint = ""
+    if os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        hint = " (it looks like a PEFT adapter: choose it as the adapter)"
+    check_weights_folder(folder, "refiner", RefinerLoadError, hint)
 
 
 def _quantization_config(quantization: str, dtype: torch.dtype, device: torch.device):
@@ -152,11 +89,11 @@ def load_model_and_tokenizer(spec: LoadSpec):
     local = not (spec.allow_download and is_hub_id(spec.model))
     if local:
         check_model_folder(spec.model)
-    device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    device = resolve_device(spec.device, RefinerLoadError)
+    dtype = resolve_dtype(spec.dtype, device, RefinerLoadError)
     quantization = _quantization_config(spec.quantization, dtype, device)
     if quantization is None and spec.load_on is not None:
-        device = resolve_device(spec.load_on)
+        device = resolve_device(spec.load_on, RefinerLoadError)
     common = dict(local_files_only=local, trust_remote_code=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.model, **common)
