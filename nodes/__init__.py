@@ -4,8 +4,9 @@ they are what users' saved workflows refer to."""
 from comfy_api.latest import ComfyExtension, io
 
 from .refiner_nodes import LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList
+from .video_nodes import CogVideoXSampler, LoadCogVideoX
 
 
 class PhyPromptExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList]
+        return [LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList, LoadCogVideoX, CogVideoXSampler]

@@ -1,54 +1,74 @@
-"""Handing a refiner to ComfyUI's model management, so a video model loaded later can evict it."""
+"""Handing models to ComfyUI's model management, so a refiner and a video model can evict each other
+from VRAM instead of both staying there."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
 
-from ..phyprompt.refiner import Refiner
 
+class PhyPromptModules(torch.nn.Module):
+    """The torch modules of one PhyPrompt model, as one module for a ModelPatcher. (ModelPatcher also
+    records the device by setting `.device` on what it manages, which transformers and diffusers
+    models expose read-only.)"""
 
-class PhyPromptRefinerModel(torch.nn.Module):
-    """ModelPatcher records the device on the module it manages by setting `.device`, which a
-    transformers model exposes read-only; a plain module around it takes that attribute instead."""
-
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, modules: dict[str, torch.nn.Module]):
         super().__init__()
-        self.model = model
+        self.parts = torch.nn.ModuleDict(modules)
 
 
 @dataclass
-class ManagedRefiner:
-    """What travels on a PHYPROMPT_REFINER socket."""
+class Managed:
+    """What travels on a PhyPrompt model socket: the library object and how ComfyUI manages it.
 
-    refiner: Refiner
-    patcher: comfy.model_patcher.ModelPatcher | None  # None for quantized models, which cannot move
+    With a patcher, ComfyUI moves the weights to the GPU before a run and may offload them when
+    another model needs the memory. Without one (bitsandbytes weights, diffusers' own CPU offload),
+    other models are evicted before a run and `after_run` frees this one's memory after it.
+    """
 
-    def __post_init__(self):
-        self.name = self.refiner.name
+    model: Any
+    patcher: comfy.model_patcher.ModelPatcher | None = None
+    after_run: Callable[[], None] | None = field(default=None)
 
-    def ready(self) -> Refiner:
-        """The refiner, its weights on the compute device (evicting other models if needed)."""
+    def ready(self):
         if self.patcher is not None:
             mm.load_models_gpu([self.patcher], force_full_load=True)
-        return self.refiner
+        else:
+            mm.unload_all_models()
+            mm.soft_empty_cache()
+        return self.model
 
     def done(self) -> None:
-        """After a run. bitsandbytes weights cannot be offloaded with `.to()`, so a quantized refiner is
-        released outright to give its VRAM to the video model; the next run reloads it from disk."""
-        if self.patcher is None:
-            self.refiner.release()
+        if self.after_run is not None:
+            self.after_run()
 
 
-def manage(refiner: Refiner, load_device: torch.device, offload_device: torch.device) -> ManagedRefiner:
-    if refiner.spec is not None and refiner.spec.quantization != "none":
-        return ManagedRefiner(refiner, None)
-    holder = PhyPromptRefinerModel(refiner.model)
+def managed(model: Any, modules: dict[str, torch.nn.Module] | None, load_device: torch.device,
+            offload_device: torch.device, after_run: Callable[[], None] | None = None) -> Managed:
+    """`modules` None: ComfyUI cannot move this model (see Managed)."""
+    if modules is None:
+        return Managed(model, None, after_run)
+    holder = PhyPromptModules(modules)
     patcher = comfy.model_patcher.ModelPatcher(
         holder, load_device=load_device, offload_device=offload_device, size=mm.module_size(holder)
     )
-    return ManagedRefiner(refiner, patcher)
+    return Managed(model, patcher, after_run)
+
+
+def progress_bar(total: int) -> Callable[[int, int], None]:
+    """A progress callback (phyprompt's protocol) that drives ComfyUI's bar; its hook, and the check
+    here, raise ComfyUI's interrupt when the user presses Cancel."""
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def progress(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return progress

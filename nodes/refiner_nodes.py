@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import comfy.model_management as mm
-import comfy.utils
 import torch
 from comfy_api.latest import io
 
@@ -11,7 +10,7 @@ from ..phyprompt.devices import DTYPES
 from ..phyprompt.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
-from .memory import ManagedRefiner, manage
+from .memory import Managed, managed, progress_bar
 
 CATEGORY = "PhyPrompt"
 RefinerType = io.Custom("PHYPROMPT_REFINER")
@@ -75,7 +74,10 @@ class LoadPhysicsRefiner(io.ComfyNode):
             path, adapter_path, merge_adapter=merge_adapter, dtype=dtype, device=str(load_device),
             load_on=str(offload_device), quantization=quantization,
         )
-        return io.NodeOutput(manage(refiner, load_device, offload_device))
+        if quantization != "none":
+            # bitsandbytes weights cannot be moved with .to(): release them after each run instead
+            return io.NodeOutput(managed(refiner, None, load_device, offload_device, after_run=refiner.release))
+        return io.NodeOutput(managed(refiner, {"refiner": refiner.model}, load_device, offload_device))
 
 
 def _refine_inputs(prompt_tooltip: str) -> list:
@@ -104,20 +106,14 @@ def _refine_outputs(is_list: bool) -> list:
     ]
 
 
-def _run(managed: ManagedRefiner, prompts: list[str], target: str, seed: int, temperature: float,
+def _run(refiner: Managed, prompts: list[str], target: str, seed: int, temperature: float,
          max_new_tokens: int):
     """Refine on ComfyUI's device, with its progress bar (whose hook raises the Cancel interrupt)."""
-    bar = comfy.utils.ProgressBar(max_new_tokens)
-
-    def progress(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, total)
-
     try:
-        return managed.ready().refine(prompts, target, seed=seed, temperature=temperature,
-                                      max_new_tokens=max_new_tokens, progress=progress)
+        return refiner.ready().refine(prompts, target, seed=seed, temperature=temperature,
+                                      max_new_tokens=max_new_tokens, progress=progress_bar(max_new_tokens))
     finally:
-        managed.done()
+        refiner.done()
 
 
 class PhysicsRefine(io.ComfyNode):

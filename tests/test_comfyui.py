@@ -115,7 +115,7 @@ def test_load_refine_preview_over_http(server):
     assert texts(entry, "4") == [TRAINED_REASONING]
     (report,) = texts(entry, "5")
     assert "/226 tokens for cogvideox" in report and "refined" in report
-    assert "Requested to load PhyPromptRefinerModel" in server.log()  # went through model management
+    assert "Requested to load PhyPromptModules" in server.log()  # went through model management
 
 
 def test_refined_string_feeds_core_text_nodes(server):

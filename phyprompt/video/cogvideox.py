@@ -99,7 +99,8 @@ class CogVideoXBackend:
         try:
             pipeline = CogVideoXPipeline.from_pretrained(folder, local_files_only=True, **_dtype_argument(torch_dtype))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise VideoModelError(f"could not load CogVideoX from {folder}: {str(exc).strip().splitlines()[0]}") from exc
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VideoModelError(f"could not load CogVideoX from {folder}: {reason}") from exc
         pipeline.set_progress_bar_config(disable=True)  # progress goes through our callback
         if vae_slicing:
             pipeline.vae.enable_slicing()

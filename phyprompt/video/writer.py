@@ -16,16 +16,16 @@ import os
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from numbers import Real
 from pathlib import Path
-from typing import Callable, Union
 
 import numpy as np
 import torch
 
-Frames = Union[torch.Tensor, np.ndarray]
-PathLike = Union[str, "os.PathLike[str]"]
+Frames = torch.Tensor | np.ndarray
+PathLike = str | os.PathLike[str]
 
 SUPPORTED_SUFFIXES = (".mp4", ".webp", ".gif")
 READABLE_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".gif", ".webp")
@@ -139,7 +139,7 @@ def to_uint8(frames: Frames) -> np.ndarray:
             frames = frames.float()  # numpy has no bfloat16
         frames = frames.numpy()
     elif not isinstance(frames, np.ndarray):
-        raise ValueError(f"frames must be a torch tensor or numpy array [T, H, W, 3], got {type(frames).__name__}")
+        raise TypeError(f"frames must be a torch tensor or numpy array [T, H, W, 3], got {type(frames).__name__}")
     _check_shape(frames, "frames")
     if frames.dtype == np.uint8:
         return np.ascontiguousarray(frames)
@@ -189,7 +189,7 @@ def _write_mp4_pyav(av, video: np.ndarray, fps: float, target: Path, crf: int) -
 
 
 def _write_mp4_ffmpeg(ffmpeg: str, video: np.ndarray, fps: float, target: Path, crf: int) -> None:
-    frames, height, width, _ = video.shape
+    _, height, width, _ = video.shape
     rate = _frame_rate(fps)
     command = [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
@@ -197,8 +197,8 @@ def _write_mp4_ffmpeg(ffmpeg: str, video: np.ndarray, fps: float, target: Path, 
         "-i", "pipe:0",
         "-an", "-c:v", "libx264", "-crf", str(crf),
         # the same BT.709 conversion and tags as the PyAV path
-        "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-               "setparams=color_primaries=bt709:color_trc=bt709",  # scale tags only the matrix and range
+        # (scale converts and tags the matrix and range; setparams tags the primaries and transfer)
+        "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709",
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
         "-movflags", "+faststart", "-f", "mp4", str(target),
     ]
@@ -296,7 +296,7 @@ def _as_float_tensor(frames: Frames, name: str) -> torch.Tensor:
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     elif not isinstance(frames, torch.Tensor):
-        raise ValueError(f"{name} must be a torch tensor or numpy array [T, H, W, 3], got {type(frames).__name__}")
+        raise TypeError(f"{name} must be a torch tensor or numpy array [T, H, W, 3], got {type(frames).__name__}")
     _check_shape(frames, name)
     if frames.dtype == torch.uint8:
         return frames.float() / 255.0
