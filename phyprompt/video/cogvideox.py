@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -168,14 +169,14 @@ class CogVideoXBackend:
         multiple = self.pipeline.vae_scale_factor_spatial * self.transformer_config.patch_size
         for label, value in (("width", width), ("height", height)):
             if value < multiple or value % multiple:
-                nearest = max(multiple, round(value / multiple) * multiple)
+                nearest = max(multiple, math.ceil(value / multiple) * multiple)
                 raise VideoSettingsError(
                     f"{label} {value} is not a multiple of {multiple} (the VAE and patch size); try {nearest}")
         # The VAE compresses 4 frames into one latent frame and decodes latent frames in pairs after the
         # first, so only 1 + 8k frames come out as asked (49 = 1 + 8*6); other counts come out different.
         step = self.pipeline.vae_scale_factor_temporal * 2
         if frames < 1 or (frames - 1) % step:
-            nearest = max(0, round((frames - 1) / step)) * step + 1
+            nearest = max(0, math.ceil((frames - 1) / step)) * step + 1
             raise VideoSettingsError(f"CogVideoX makes 1 + {step}·k frames (e.g. 49), not {frames}; try {nearest}")
         if self.transformer_config.use_learned_positional_embeddings and (width, height) != (d.width, d.height):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")

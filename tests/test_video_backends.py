@@ -1,0 +1,194 @@
+"""The video backend contract, which every backend in the registry must pass, and CogVideoX's own checks.
+
+Backends are built tiny and random at test time (the configs diffusers' own tests use); the loading and
+sampling code is the code that runs the real checkpoints.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from phyprompt.progress import Cancelled
+from phyprompt.video import BACKEND_NAMES, SampleRequest, VideoModelError, VideoSettingsError, load_backend
+from support.tiny_cogvideox import write_tiny_cogvideox
+
+# name -> (writer of a tiny model folder, small settings that backend can render quickly)
+TINY = {
+    "cogvideox": (write_tiny_cogvideox, dict(steps=2, frames=9, width=32, height=16)),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+    return {name: write(tmp_path_factory.mktemp(name) / "model") for name, (write, _) in TINY.items()}
+
+
+@pytest.fixture(scope="module", params=BACKEND_NAMES)
+def backend(request, tiny_folders):
+    if request.param not in TINY:
+        pytest.fail(f"backend {request.param!r} has no tiny test model in tests/test_video_backends.py::TINY")
+    return load_backend(request.param, tiny_folders[request.param], device="cpu")
+
+
+def small(backend, **overrides) -> SampleRequest:
+    return SampleRequest(**({"prompt": "a red ball bounces on a wooden floor", "seed": 3}
+                            | TINY[backend.name][1] | overrides))
+
+
+# --- the contract -------------------------------------------------------------------------------
+
+def test_frames_are_an_image_batch_in_0_1(backend):
+    settings = TINY[backend.name][1]
+    video = backend.sample(small(backend))
+    assert video.frames.shape == (settings["frames"], settings["height"], settings["width"], 3)
+    assert video.frames.dtype == torch.float32
+    assert 0.0 <= float(video.frames.min()) and float(video.frames.max()) <= 1.0
+    assert float(video.frames.std()) > 0  # not a blank video
+    assert video.fps == backend.defaults.fps > 0
+
+
+def test_same_seed_same_video_other_seed_other_video(backend):
+    first, again = backend.sample(small(backend)), backend.sample(small(backend))
+    assert torch.equal(first.frames, again.frames)
+    assert not torch.equal(first.frames, backend.sample(small(backend, seed=4)).frames)
+
+
+def test_prompt_changes_the_video(backend):
+    assert not torch.equal(backend.sample(small(backend)).frames,
+                           backend.sample(small(backend, prompt="water pours into a glass")).frames)
+
+
+def test_token_counting_uses_the_models_tokenizer(backend):
+    short, long = backend.count("a ball"), backend.count("a ball " * 40)
+    assert 0 < short < long
+    assert backend.token_limit > 0 and backend.description
+
+
+def test_progress_is_called_once_per_step(backend):
+    calls = []
+    backend.sample(small(backend, steps=3), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_cancel_stops_between_steps_and_the_next_run_works(backend):
+    calls = []
+
+    def cancel_after_first(done, total):
+        calls.append(done)
+        if done == 1:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        backend.sample(small(backend, steps=20), progress=cancel_after_first)
+    assert calls == [1]
+    assert torch.equal(backend.sample(small(backend)).frames, backend.sample(small(backend)).frames)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(steps=0), "steps must be at least 1"),
+    (dict(guidance=-1.0), "guidance must be 0 or more"),
+    (dict(prompt="   "), "the prompt is empty"),
+])
+def test_bad_settings_are_one_line_errors(backend, overrides, message):
+    with pytest.raises(VideoSettingsError, match=message):
+        backend.sample(small(backend, **overrides))
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="unknown video backend 'sora'; choose one of: cogvideox"):
+        load_backend("sora", ".")
+
+
+# --- CogVideoX ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cogvideox(tiny_folders):
+    return load_backend("cogvideox", tiny_folders["cogvideox"], device="cpu")
+
+
+def test_cogvideox_defaults_follow_the_official_settings(cogvideox):
+    d = cogvideox.defaults
+    assert (d.steps, d.guidance, d.fps, d.scheduler) == (50, 6.0, 8.0, "dpm")
+    # the tiny transformer's sample size (2x2 latents, 9 frames) scaled by the VAE; THUDM's give 720x480x49
+    assert (d.width, d.height, d.frames) == (16, 16, 9)
+    assert cogvideox.token_limit == 16  # the transformer's max_text_seq_length (226 for the real models)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(width=44), "width 44 is not a multiple of 16 .*try 48"),
+    (dict(height=8), "height 8 is not a multiple of 16"),
+    (dict(frames=5), r"CogVideoX makes 1 \+ 8·k frames \(e.g. 49\), not 5; try 9"),
+    (dict(frames=0), "not 0"),
+    (dict(scheduler="euler"), "unknown scheduler 'euler'; choose one of: dpm, ddim"),
+])
+def test_cogvideox_rejects_what_it_cannot_render(cogvideox, overrides, message):
+    with pytest.raises(VideoSettingsError, match=message):
+        cogvideox.sample(small(cogvideox, **overrides))
+
+
+def test_both_schedulers_render(cogvideox):
+    dpm = cogvideox.sample(small(cogvideox, scheduler="dpm"))
+    ddim = cogvideox.sample(small(cogvideox, scheduler="ddim"))
+    assert dpm.frames.shape == ddim.frames.shape and not torch.equal(dpm.frames, ddim.frames)
+
+
+def test_cpu_offload_needs_a_gpu(tiny_folders):
+    with pytest.raises(VideoSettingsError, match="CPU offload moves weights between the CPU and a CUDA GPU"):
+        load_backend("cogvideox", tiny_folders["cogvideox"], device="cpu", offload="model")
+
+
+def _broken_copy(source, target, remove=None):
+    shutil.copytree(source, target)
+    if remove:
+        path = os.path.join(target, remove)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return str(target)
+
+
+@pytest.mark.parametrize("remove, message", [
+    (None, None),
+    ("model_index.json", "no model_index.json"),
+    ("transformer", "CogVideoX transformer folder not found"),
+    ("vae/diffusion_pytorch_model.safetensors", "holds no weights"),
+    ("text_encoder/config.json", "has no config.json"),
+    ("scheduler", "scheduler/scheduler_config.json is missing"),
+    ("tokenizer", "the tokenizer/ folder is missing"),
+])
+def test_incomplete_folders_are_named(tiny_folders, tmp_path, remove, message):
+    folder = _broken_copy(tiny_folders["cogvideox"], tmp_path / "copy", remove)
+    if message is None:
+        assert load_backend("cogvideox", folder, device="cpu").token_limit == 16
+    else:
+        with pytest.raises(VideoModelError, match=message):
+            load_backend("cogvideox", folder, device="cpu")
+
+
+def test_missing_folder_and_wrong_model_type(tiny_folders, tmp_path):
+    with pytest.raises(VideoModelError, match="CogVideoX folder not found"):
+        load_backend("cogvideox", str(tmp_path / "nope"))
+    folder = _broken_copy(tiny_folders["cogvideox"], tmp_path / "sd")
+    with open(os.path.join(folder, "model_index.json")) as f:
+        index = json.load(f)
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump(index | {"_class_name": "StableDiffusionPipeline"}, f)
+    with pytest.raises(VideoModelError, match="holds a StableDiffusionPipeline, not a CogVideoXPipeline"):
+        load_backend("cogvideox", folder)
+
+
+def test_truncated_transformer_weights(tiny_folders, tmp_path):
+    folder = _broken_copy(tiny_folders["cogvideox"], tmp_path / "truncated")
+    weights = os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors")
+    data = open(weights, "rb").read()
+    open(weights, "wb").write(data[: len(data) // 2])
+    with pytest.raises(VideoModelError, match="truncated"):
+        load_backend("cogvideox", folder)
+
+
+def test_dtype_choice(tiny_folders):
+    backend = load_backend("cogvideox", tiny_folders["cogvideox"], device="cpu", dtype="bf16")
+    assert backend.pipeline.transformer.dtype == torch.bfloat16
+    with pytest.raises(VideoModelError, match="unknown dtype"):
+        load_backend("cogvideox", tiny_folders["cogvideox"], dtype="int3")
