@@ -3,8 +3,8 @@
 Importing this package is cheap: a backend's module (and diffusers) is imported when it is loaded.
 """
 
-from .backend import (BACKEND_NAMES, SampleRequest, Video, VideoBackend, VideoModelError, VideoSettingsError,
+from .backend import (BACKEND_NAMES, OFFLOAD_MODES, SampleRequest, Video, VideoBackend, VideoModelError, VideoSettingsError,
                       backend_class, load_backend)
 
-__all__ = ["BACKEND_NAMES", "SampleRequest", "Video", "VideoBackend", "VideoModelError", "VideoSettingsError",
+__all__ = ["BACKEND_NAMES", "OFFLOAD_MODES", "SampleRequest", "Video", "VideoBackend", "VideoModelError", "VideoSettingsError",
            "backend_class", "load_backend"]

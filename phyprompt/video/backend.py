@@ -12,6 +12,7 @@ from typing import ClassVar, Protocol
 
 import torch
 
+from ..budget import TokenCounter
 from ..checkpoints import ModelFolderError
 from ..progress import OptionalProgress
 
@@ -20,6 +21,8 @@ _REGISTRY = {
     "cogvideox": "cogvideox:CogVideoXBackend",
 }
 BACKEND_NAMES = tuple(_REGISTRY)
+# Memory options a diffusers backend takes (diffusers' CPU offload; model and sequential need a CUDA GPU)
+OFFLOAD_MODES = ("none", "model", "sequential")
 
 
 class VideoModelError(ModelFolderError):
@@ -71,6 +74,11 @@ class VideoBackend(Protocol):
     @classmethod
     def load(cls, folder: str, *, dtype: str = "auto", device: str = "auto", **memory_options) -> "VideoBackend":
         """Load from a local folder; raises VideoModelError with a one-line reason."""
+
+    @classmethod
+    def load_token_counter(cls, folder: str) -> TokenCounter:
+        """The text encoder's tokenizer alone, without any weights, counting exactly as `count` does: a
+        prompt can be fitted to the model (the refiner's budget) before the model itself is loaded."""
 
     @property
     def defaults(self) -> SampleDefaults: ...

@@ -13,10 +13,10 @@ from ..budget import TokenizerCounter
 from ..checkpoints import check_weights_folder
 from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
-from .backend import SampleDefaults, SampleRequest, Video, VideoModelError, VideoSettingsError
+from .backend import OFFLOAD_MODES, SampleDefaults, SampleRequest, Video, VideoModelError, VideoSettingsError
 
 PIPELINE_CLASS = "CogVideoXPipeline"
-OFFLOAD_MODES = ("none", "model", "sequential")
+TOKENIZER_DESCRIPTION = "the T5 tokenizer"
 _WEIGHTED_COMPONENTS = ("text_encoder", "transformer", "vae")
 # The official settings (THUDM's model cards and demo): 480x720, 49 frames, 50 steps, guidance 6,
 # saved at 8 fps, the DPM scheduler with dynamic CFG.
@@ -76,7 +76,7 @@ class CogVideoXBackend:
     def __init__(self, pipeline, folder: str = ""):
         self.pipeline = pipeline
         self.folder = folder
-        self._counter = TokenizerCounter(pipeline.tokenizer, "the T5 tokenizer")
+        self._counter = TokenizerCounter(pipeline.tokenizer, TOKENIZER_DESCRIPTION)
         self._schedulers = {}
 
     @classmethod
@@ -114,6 +114,18 @@ class CogVideoXBackend:
         else:
             pipeline.to(resolve_device(load_on or run_on, VideoModelError))
         return cls(pipeline, folder)
+
+    @classmethod
+    def load_token_counter(cls, folder: str) -> TokenizerCounter:
+        from transformers import AutoTokenizer
+
+        check_folder(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VideoModelError(f"could not load CogVideoX's tokenizer from {folder}: {reason}") from exc
+        return TokenizerCounter(tokenizer, TOKENIZER_DESCRIPTION)
 
     # --- what the rest of the project asks of a backend --------------------------------------------
 

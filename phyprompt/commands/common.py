@@ -1,0 +1,45 @@
+"""What every subcommand shares: messages on stderr, progress bars, quieting the libraries."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..progress import TqdmProgress
+
+
+def fail(message: str) -> int:
+    """One `phyprompt: error: …` line on stderr; the exit code for a failure the user can fix."""
+    print(f"phyprompt: error: {one_line(message)}", file=sys.stderr)
+    return 1
+
+
+def warn(message: str) -> None:
+    print(f"phyprompt: warning: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+@contextmanager
+def progress_bar(quiet: bool, description: str, unit: str) -> Iterator[TqdmProgress | None]:
+    """A tqdm bar on stderr as a progress callback, or None under --quiet; closed on the way out."""
+    if quiet:
+        yield None
+        return
+    with TqdmProgress(description, unit) as bar:
+        yield bar
+
+
+def quiet_libraries() -> None:
+    """Turn off the loading bars transformers and diffusers draw themselves (--quiet)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:
+        return
+    diffusers_logging.disable_progress_bar()
