@@ -1,18 +1,30 @@
-"""`python -m phyprompt …`: the library from the command line, without ComfyUI."""
+"""`python -m phyprompt …`: the library from the command line, without ComfyUI.
+
+This module holds the argument parser and the error handling every subcommand shares; each subcommand's
+work is in its own module under `phyprompt/commands/`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import re
 import sys
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 from .devices import DTYPES
 from .loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
+from .video.backend import BACKEND_NAMES, OFFLOAD_MODES, backend_class
+from .video.writer import SUPPORTED_SUFFIXES
+
+DEFAULT_MAX_NEW_TOKENS = 512  # refiner.DEFAULT_MAX_NEW_TOKENS, without importing transformers for --help
 
 
 class _Parser(argparse.ArgumentParser):
+    subcommands: dict[str, argparse.ArgumentParser]  # set on the top-level parser by build_parser
+
     def error(self, message: str):  # one clear line and exit code 2, without the usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -24,16 +36,44 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or more, not {text}")
-    return value
+_positive_int.__name__ = "whole number"  # argparse says "invalid whole number value: 'abc'"
+
+
+def _non_negative(note: str = ""):
+    """A float of 0 or more (`note` says what 0 means)."""
+    def number(text: str) -> float:
+        value = float(text)
+        if not (value >= 0 and math.isfinite(value)):  # also rejects nan and inf
+            raise argparse.ArgumentTypeError(f"must be 0{note} or more, not {text}")
+        return value
+    return number
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 720x480, not {text!r}")
+    width, height = int(match[1]), int(match[2])
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"width and height must be at least 1 pixel, not {text!r}")
+    return width, height
+
+
+def _video_file(text: str) -> str:
+    if Path(text).suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"the file name must end in {', '.join(SUPPORTED_SUFFIXES)}, not {text!r}")
+    return text
+
+
+def _add_model_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--dtype", choices=DTYPES, default="auto")
+    command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="phyprompt", description="Physics-aware prompt refinement for text-to-video models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     refine = commands.add_parser(
         "refine",
         help="rewrite prompts with explicit physics",
@@ -51,94 +91,79 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--target-tokenizer", metavar="DIR",
                         help="the target's tokenizer folder, to count the budget exactly instead of estimating")
     refine.add_argument("--seed", type=int, default=0)
-    refine.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 = greedy (default)")
-    refine.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    refine.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0, help="0 = greedy (default)")
+    refine.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS)
     refine.add_argument("--batch-size", type=_positive_int, default=8)
-    refine.add_argument("--dtype", choices=DTYPES, default="auto")
-    refine.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_model_options(refine)
     refine.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     refine.add_argument("--json", action="store_true", help="print the whole result as JSON")
     refine.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    schedulers = tuple(dict.fromkeys(s for name in BACKEND_NAMES for s in backend_class(name).schedulers))
+    generate = commands.add_parser(
+        "generate",
+        help="render a prompt to a video, refined first with --refiner",
+        description=(
+            "Render a prompt to a video file with a local text-to-video model, refining it first when "
+            f"--refiner is given. Backends: {', '.join(BACKEND_NAMES)}. Settings left out take the "
+            "backend's defaults (CogVideoX: 50 steps, guidance 6, 49 frames, 720x480). Prints the files "
+            "written: the video, the comparison (--compare) and a JSON record of the prompts and settings."
+        ),
+    )
+    generate.add_argument("prompt", help="what the video shows")
+    generate.add_argument("--backend", choices=BACKEND_NAMES, default=BACKEND_NAMES[0],
+                          help=f"the video model family (default: {BACKEND_NAMES[0]})")
+    generate.add_argument("--model", required=True, metavar="DIR", help="the video model's local folder")
+    generate.add_argument("--refiner", metavar="DIR", help="refine the prompt first with this refiner (folder or hub id)")
+    generate.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter for the refiner")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed and settings give the same video")
+    generate.add_argument("--steps", type=_positive_int, help="denoising steps")
+    generate.add_argument("--guidance", type=_non_negative(), help="classifier-free guidance scale")
+    generate.add_argument("--frames", type=_positive_int, help="frame count (CogVideoX: 1 + 8k, e.g. 49)")
+    generate.add_argument("--size", type=_size, metavar="WxH", help="width x height in pixels, e.g. 720x480")
+    generate.add_argument("--scheduler", choices=schedulers, help="the sampler (default: the backend's)")
+    generate.add_argument("--negative", default="", metavar="TEXT", help="a negative prompt")
+    _add_model_options(generate)
+    generate.add_argument("--offload", choices=OFFLOAD_MODES, default="none",
+                          help="CPU offload of the video model to save GPU memory (needs CUDA; default: none)")
+    generate.add_argument("--out", type=_video_file, metavar="PATH",
+                          help=f"the video file, {'/'.join(SUPPORTED_SUFFIXES)} (default: phyprompt-SEED.mp4)")
+    generate.add_argument("--compare", action="store_true",
+                          help="also render the original prompt with the same seed, side by side with the "
+                               "refined one (OUT-compare.mp4; needs --refiner)")
+    generate.add_argument("--refiner-max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS,
+                          metavar="N")
+    generate.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0,
+                          help="the refiner's sampling temperature; 0 = greedy (default)")
+    generate.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.subcommands = {"refine": refine, "generate": generate}
     return parser
 
 
-def _read_prompts(path: str) -> list[str]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    with stream:
-        return [line.strip() for line in stream if line.strip()]
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _refine(args) -> int:
-    from .loading import RefinerLoadError
-    from .progress import TqdmProgress
-    from .refiner import Refiner
-
-    if args.file:
-        try:
-            prompts = _read_prompts(args.file)
-        except OSError as exc:
-            return _fail(f"cannot read {args.file}: {exc.strerror or exc}")
-        if not prompts:
-            return _fail(f"{args.file} holds no prompts (one per line)")
-    else:
-        prompts = [args.prompt]
-        if not args.prompt.strip():
-            return _fail("the prompt is empty: describe the scene you want to see")
-    try:
-        refiner = Refiner.load(
-            args.model, args.adapter, dtype=args.dtype, device=args.device, quantization=args.quantization,
-            merge_adapter=args.merge_adapter, allow_download=True,
-        )
-    except RefinerLoadError as exc:
-        return _fail(str(exc))
-
-    options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, target_tokenizer=args.target_tokenizer)
-    chunks = list(_chunks(prompts, args.batch_size))
-    total = len(chunks) * args.max_new_tokens
-    bar = None if args.quiet else TqdmProgress("refining", "tok")
-    try:
-        # one batch at a time, printed as soon as it is done, so a long file streams its results;
-        # line i is refined with seed + i, exactly as a single call over the whole file would
-        for index, chunk in enumerate(chunks):
-            offset = index * args.max_new_tokens
-            progress = (lambda done, _total, offset=offset: bar(offset + done, total)) if bar else None
-            results = refiner.refine(chunk, seed=args.seed + index * args.batch_size, progress=progress, **options)
-            _print_results(results, args)
-    except (ValueError, FileNotFoundError) as exc:
-        return _fail(str(exc))
-    finally:
-        if bar:
-            bar.close()
-    return 0
-
-
-def _print_results(results: Iterable, args) -> None:
-    for result in results:
-        if args.file or args.json:
-            print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
-        else:
-            print(result.prompt, flush=True)
-        if not args.quiet and not args.json:
-            print(f"[{result.report()}]", file=sys.stderr)
-
-
-def _fail(message: str) -> int:
-    print(f"phyprompt: error: {message}", file=sys.stderr)
-    return 1
+def _check_combinations(parser: _Parser, args) -> None:
+    """What argparse cannot say itself: options that only make sense together."""
+    command = parser.subcommands[args.command]
+    if args.command == "generate" and not args.refiner:
+        if args.compare:
+            command.error("--compare needs --refiner: it shows the original and the refined prompt side by side")
+        if args.adapter:
+            command.error("--adapter needs --refiner: it is an adapter for the refiner")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .commands import generate, refine
+    from .commands.common import fail
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_combinations(parser, args)
+    command = {"refine": refine.run, "generate": generate.run}[args.command]
     try:
-        if args.command == "refine":
-            return _refine(args)
+        return command(args)
     except KeyboardInterrupt:
         print("phyprompt: cancelled", file=sys.stderr)
         return 130
-    raise AssertionError(f"unhandled command {args.command}")
+    # model folders, settings and inputs the user can fix (RefinerLoadError, VideoModelError and
+    # VideoSettingsError are ValueErrors), files that cannot be read or written, a missing optional package
+    except (ValueError, OSError, ImportError) as exc:
+        return fail(str(exc) or type(exc).__name__)

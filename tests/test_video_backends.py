@@ -67,6 +67,13 @@ def test_token_counting_uses_the_models_tokenizer(backend):
     assert backend.token_limit > 0 and backend.description
 
 
+def test_token_counter_without_the_weights_counts_like_the_model(backend, tiny_folders):
+    counter = type(backend).load_token_counter(tiny_folders[backend.name])
+    assert counter.description == backend.description
+    for text in ("a ball", "a red ball bounces on a wooden floor, " * 10, "猫が跳ぶ 🐱"):
+        assert counter.count(text) == backend.count(text)
+
+
 def test_progress_is_called_once_per_step(backend):
     calls = []
     backend.sample(small(backend, steps=3), progress=lambda done, total: calls.append((done, total)))

@@ -15,24 +15,36 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .common import fail, progress_bar, quiet_libraries, warn
 
 
 def run(args) -> int:
-    from ..video import SampleRequest, backend_class, load_backend
-    from ..video.writer import side_by_side, write_video
+    from ..video import backend_class, load_backend
 
     if not args.prompt.strip():
         return fail("the prompt is empty: describe the scene you want to see")
     if args.quiet:
         quiet_libraries()
-    out = Path(args.out or f"phyprompt-{args.seed}.mp4")
     refinement = None
     if args.refiner:
         # the tokenizer alone also checks the model folder, before minutes are spent refining
         counter = backend_class(args.backend).load_token_counter(args.model)
         refinement = _refine(args, counter)
-    backend = load_backend(args.backend, args.model, dtype=args.dtype, device=args.device, offload=args.offload)
+    try:
+        backend = load_backend(args.backend, args.model, dtype=args.dtype, device=args.device, offload=args.offload)
+        request, videos = _render(args, backend, refinement)
+    except torch.cuda.OutOfMemoryError:
+        return fail("out of GPU memory; try --offload model (or sequential), a smaller --size or fewer --frames")
+    for path in _write(args, backend, request, refinement, videos):
+        print(path, flush=True)
+    return 0
+
+
+def _render(args, backend, refinement) -> tuple:
+    """The request for the main video and its video; with --compare, the original prompt's video too."""
+    from ..video import SampleRequest
 
     width, height = args.size or (None, None)
     request = SampleRequest(
@@ -44,15 +56,22 @@ def run(args) -> int:
     if args.compare:
         renders["original"] = replace(request, prompt=args.prompt)
     for label, item in renders.items():
-        _warn_if_cut(backend, f"the {label} prompt" if refinement else "the prompt", item.prompt, args.backend)
+        _warn_if_cut(backend, args.backend, f"the {label} prompt" if refinement else "the prompt", item.prompt,
+                     "" if refinement else " (shorten it, or refine it with --refiner)")
     if args.negative:
-        _warn_if_cut(backend, "the negative prompt", args.negative, args.backend)
-
+        _warn_if_cut(backend, args.backend, "the negative prompt", args.negative)
     videos = {}
     for label, item in renders.items():
         with progress_bar(args.quiet, f"denoising ({label})" if args.compare else "denoising", "step") as bar:
             videos[label] = backend.sample(item, progress=bar)
+    return request, videos
 
+
+def _write(args, backend, request, refinement, videos) -> list[Path]:
+    """The video, the comparison (--compare) and the JSON record beside them; the paths written."""
+    from ..video.writer import side_by_side, write_video
+
+    out = Path(args.out or f"phyprompt-{args.seed}.mp4")
     main = next(iter(videos.values()))
     written = [write_video(main.frames, main.fps, out)]
     if args.compare:
@@ -60,9 +79,7 @@ def run(args) -> int:
         written.append(write_video(pair, main.fps, out.with_name(f"{out.stem}-compare{out.suffix}")))
     record = _record(args, backend, request, main.fps, refinement, written)
     written.append(_write_json(record, out.with_suffix(".json")))
-    for path in written:
-        print(path, flush=True)
-    return 0
+    return written
 
 
 def _refine(args, counter):
@@ -83,12 +100,12 @@ def _refine(args, counter):
     return refinement
 
 
-def _warn_if_cut(backend, what: str, text: str, name: str) -> None:
+def _warn_if_cut(backend, name: str, what: str, text: str, hint: str = "") -> None:
     """Never truncate silently: the text encoder drops whatever is past its limit."""
     tokens = backend.count(text)
     if tokens > backend.token_limit:
         warn(f"{what} is {tokens} tokens ({backend.description}) and {name} reads only {backend.token_limit}; "
-             "the rest is cut off (shorten it, or refine it with --refiner)")
+             f"the rest is cut off{hint}")
 
 
 def _record(args, backend, request, fps: float, refinement, written) -> dict:

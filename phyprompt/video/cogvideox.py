@@ -84,9 +84,7 @@ class CogVideoXBackend:
              offload: str = "none", vae_slicing: bool = True, vae_tiling: bool = True) -> "CogVideoXBackend":
         """`device` is where it runs (it decides `auto` dtype); `load_on` where the weights are put at
         load time when that differs (ComfyUI loads onto its offload device and moves them itself)."""
-        from diffusers import CogVideoXPipeline
-
-        check_folder(folder)
+        check_folder(folder)  # these checks come before importing diffusers (seconds): fail fast
         if offload not in OFFLOAD_MODES:
             raise VideoSettingsError(f"unknown offload {offload!r}; choose one of: {', '.join(OFFLOAD_MODES)}")
         run_on = resolve_device(device, VideoModelError)
@@ -97,6 +95,8 @@ class CogVideoXBackend:
             )
         torch_dtype = resolve_dtype(dtype, run_on, VideoModelError,
                                     gpu_default=_safetensors_dtype(os.path.join(folder, "transformer")))
+        from diffusers import CogVideoXPipeline
+
         try:
             pipeline = CogVideoXPipeline.from_pretrained(folder, local_files_only=True, **_dtype_argument(torch_dtype))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
