@@ -53,9 +53,11 @@ class LoadPhysicsRefiner(io.ComfyNode):
     def validate_inputs(cls, model, adapter) -> bool | str:
         # checked at queue time, before anything runs: a workflow shared from another machine names
         # folders this one may not have (older cores do not check combo values themselves)
+        # (a value linked from another node's output arrives here as None: execute checks it when it is known)
         try:
-            model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
-            if adapter != NO_ADAPTER:
+            if model is not None:
+                model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
+            if adapter not in (None, NO_ADAPTER):
                 model_folders.resolve(adapter, model_folders.refiner_adapters(), "adapter")
         except ValueError as exc:
             return str(exc)

@@ -10,16 +10,16 @@ import torch
 from comfy_api.latest import io
 
 from ..phyprompt.devices import DTYPES
-from ..phyprompt.video.backend import SampleRequest
+from ..phyprompt.video.backend import OFFLOAD_MODES, SampleRequest
 from . import model_folders
 from .memory import Managed, managed, progress_bar
 from .refiner_nodes import CATEGORY, MAX_SEED
 
 log = logging.getLogger(__name__)
 VideoModelType = io.Custom("PHYPROMPT_VIDEO_MODEL")
+# CogVideoXBackend's own values; not imported from it, so registering the nodes never imports a backend module
 COGVIDEOX_PIPELINE = "CogVideoXPipeline"
 COGVIDEOX_SCHEDULERS = ("dpm", "ddim")
-OFFLOAD_MODES = ("none", "model", "sequential")
 
 
 class LoadCogVideoX(io.ComfyNode):
@@ -49,6 +49,8 @@ class LoadCogVideoX(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, model) -> bool | str:
+        if model is None:  # linked to another node's output: not known before the graph runs; execute checks it
+            return True
         try:
             model_folders.resolve(model, model_folders.video_models(COGVIDEOX_PIPELINE), "CogVideoX model",
                                   model_folders.VIDEO_KINDS)

@@ -1,4 +1,4 @@
-"""The pack inside a real, headless ComfyUI: registration, graphs over HTTP, cancel, bad input."""
+"""The pack inside a real, headless ComfyUI: registration, graphs over HTTP, saved videos, cancel, bad input."""
 
 import asyncio
 import json
@@ -9,10 +9,20 @@ import pytest
 
 from conftest import REPO
 from support.comfy_server import ComfyServer
-from support.workflow_api import ui_to_api
+from support.tiny_cogvideox import write_tiny_cogvideox
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
+from support.workflow_api import _input_specs, _values_taken, ui_to_api
+
+from phyprompt.video.cogvideox import CogVideoXBackend
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
+LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
+# CogVideoX's official settings, which the example workflows ship with ...
+OFFICIAL = dict(steps=50, guidance=6, frames=49, width=720, height=480, scheduler="dpm")
+# ... and what the tests render instead: the tiny model is random, but 720x480x49 at 50 steps would still take
+# many minutes on a CPU (its transformer attends over every latent patch of every frame)
+SMALL = dict(steps=2, frames=9, width=32, height=32)
+TINY_TOKEN_LIMIT = 16  # the tiny CogVideoX transformer's max_text_seq_length (CogVideoX 2B/5B: 226)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +43,14 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     (llm / "corrupt" / "model.safetensors").write_bytes(os.urandom(2048))
     # a second LLM folder, known to ComfyUI only through extra_model_paths.yaml
     shutil.copytree(tiny_refiner_dir, work / "shared" / "llm" / "shared-random")
+    # CogVideoX folders: the name the example workflows use, one under models/CogVideo, and two broken ones
+    video = server.models_dir / "diffusers"
+    write_tiny_cogvideox(video / "CogVideoX-2b")
+    shutil.copytree(video / "CogVideoX-2b", server.models_dir / "CogVideo" / "other-cogvideox")
+    shutil.copytree(video / "CogVideoX-2b", video / "incomplete", ignore=shutil.ignore_patterns("transformer"))
+    shutil.copytree(video / "CogVideoX-2b", video / "not-cogvideox")
+    index = video / "not-cogvideox" / "model_index.json"
+    index.write_text(json.dumps(json.loads(index.read_text()) | {"_class_name": "StableDiffusionPipeline"}))
     extra = work / "extra_model_paths.yaml"
     extra.write_text(f"phyprompt_test:\n    base_path: {work / 'shared'}\n    LLM: llm/\n")
     server.start(("--extra-model-paths-config", str(extra)))
@@ -53,6 +71,26 @@ def refine_graph(prompt="a cat jumps onto a table", node=REFINE, load=None, **ov
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
         "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+    }
+
+
+def video_load_node(model="CogVideoX-2b", **overrides):
+    inputs = dict(model=model, dtype="auto", device="auto", offload="none", vae_tiling=True)
+    return {"class_type": LOAD_VIDEO, "inputs": inputs | overrides}
+
+
+def sampler_node(positive, video_model=("1", 0), **overrides):
+    inputs = dict(video_model=list(video_model), positive=positive, negative="", seed=0, guidance=6.0,
+                  scheduler="dpm") | SMALL
+    return {"class_type": SAMPLER, "inputs": inputs | overrides}
+
+
+def video_graph(positive="a red ball bounces", load=None, **overrides):
+    """Load CogVideoX → CogVideoX Sampler (small settings) → a preview of its token report."""
+    return {
+        "1": load or video_load_node(),
+        "2": sampler_node(positive, **overrides),
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
     }
 
 
@@ -96,6 +134,40 @@ def test_nodes_are_registered_with_their_sockets(server):
         assert node["output"] == ["STRING", "STRING", "STRING"]
         assert node["output_name"] == ["refined", "reasoning", "report"]
     assert refine["output_is_list"] == [False] * 3 and listed["output_is_list"] == [True] * 3
+
+
+def test_video_nodes_are_registered_with_their_sockets(server):
+    info = server.get("/object_info")
+    load, sampler = info[LOAD_VIDEO], info[SAMPLER]
+    assert load["display_name"] == "Load CogVideoX" and load["category"] == "PhyPrompt" and load["description"]
+    assert load["output"] == ["PHYPROMPT_VIDEO_MODEL"]
+    required = load["input"]["required"]
+    assert list(required) == ["model", "dtype", "device", "offload", "vae_tiling"]
+    assert required["dtype"][1]["options"] == ["auto", "bf16", "fp16", "fp32"]
+    assert required["offload"][1]["options"] == ["none", "model", "sequential"]
+    assert required["vae_tiling"][0] == "BOOLEAN"
+
+    assert sampler["display_name"] == "CogVideoX Sampler" and sampler["category"] == "PhyPrompt"
+    inputs = sampler["input"]["required"]
+    assert list(inputs) == ["video_model", "positive", "negative", "seed", "steps", "guidance", "frames", "width",
+                            "height", "scheduler"]
+    assert inputs["video_model"][0] == "PHYPROMPT_VIDEO_MODEL"
+    assert inputs["positive"][1]["multiline"] is True and inputs["negative"][1]["multiline"] is True
+    assert inputs["seed"][1]["control_after_generate"] is True
+    defaults = {name: inputs[name][1]["default"] for name in OFFICIAL}
+    assert defaults == OFFICIAL
+    assert inputs["scheduler"][1]["options"] == ["dpm", "ddim"] == list(CogVideoXBackend.schedulers)
+    assert inputs["steps"][1]["min"] == 1 and inputs["guidance"][1]["min"] == 0
+    assert inputs["frames"][1]["step"] == 8 and inputs["width"][1]["step"] == inputs["height"][1]["step"] == 16
+    assert sampler["output"] == ["IMAGE", "FLOAT", "STRING"]
+    assert sampler["output_name"] == ["images", "fps", "report"]
+    assert sampler["output_is_list"] == [False] * 3
+
+
+def test_video_model_folders_are_listed(server):
+    models = server.get(f"/object_info/{LOAD_VIDEO}")[LOAD_VIDEO]["input"]["required"]["model"][1]["options"]
+    # models/diffusers and models/CogVideo; a folder holding another kind of diffusers pipeline is left out
+    assert models == ["CogVideoX-2b", "incomplete", "other-cogvideox"]
 
 
 def test_model_and_adapter_folders_are_listed(server):
@@ -158,16 +230,125 @@ def test_models_can_be_evicted_and_come_back(server):
     assert texts(entry, "3") == [TRAINED_PROMPT]
 
 
-@pytest.mark.parametrize("workflow", sorted((REPO / "workflows").glob("*.json")), ids=lambda p: p.name)
-def test_example_workflows_run(server, workflow):
-    """Every shipped workflow, as a user drops it on the canvas, converted to the API format and run."""
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+# the videos each example workflow saves: SaveVideo's filename_prefix -> how many files
+WORKFLOW_VIDEOS = {
+    "physics_refine_basic.json": {},
+    "refine_cogvideox.json": {"phyprompt/refined": 1},
+    "ab_original_vs_refined.json": {"phyprompt/ab": 1},
+    "refine_list_cogvideox.json": {"phyprompt/list": 3},
+}
+
+
+def saved_videos(server, prefix) -> set:
+    folder, name = (server.base / "output" / prefix).parent, os.path.basename(prefix)
+    return set(folder.glob(f"{name}_*.mp4")) if folder.is_dir() else set()
+
+
+def read_video(path) -> tuple[int, int, int, float]:
+    """(frames, width, height, frame rate) of a saved video, decoded with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate)
+
+
+def widget_values(ui_node, object_info) -> dict:
+    """{widget name: value} of a UI-format node, with each seed's "control_after_generate" value."""
+    values, position, named = ui_node.get("widgets_values") or [], 0, {}
+    for name, kind, options in _input_specs(object_info[ui_node["type"]]):
+        taken = _values_taken(name, kind, options)
+        if taken:
+            named[name] = values[position]
+            if taken > 1:
+                named[f"{name}.control_after_generate"] = values[position + 1]
+        position += taken
+    return named
+
+
+def test_every_example_workflow_is_listed():
+    assert sorted(p.name for p in WORKFLOWS) == sorted(WORKFLOW_VIDEOS)
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_example_workflows_are_tidy(server, workflow):
+    """Saved by the frontend (format 0.4), real folder names and settings, nothing drawn over anything else."""
     ui = json.loads(workflow.read_text(encoding="utf-8"))
     assert ui.get("version") == 0.4 and ui["nodes"] and ui["links"]
+    info = server.get("/object_info")
+    title_bar = 30
+    boxes = [(n["id"], n["pos"][0], n["pos"][1] - title_bar, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in ui["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"nodes {a[0]} and {b[0]} overlap"
+    for node in ui["nodes"]:
+        if node["type"] not in info:
+            continue
+        values = widget_values(node, info)
+        # a shared example renders what its author saw: every seed stays fixed
+        assert all(v == "fixed" for k, v in values.items() if k.endswith("control_after_generate")), values
+        if node["type"] == LOAD:
+            assert values["model"] == "Qwen2.5-1.5B-Instruct"
+        if node["type"] == LOAD_VIDEO:
+            assert values["model"] == "CogVideoX-2b"
+        if node["type"] == SAMPLER:
+            assert {k: values[k] for k in OFFICIAL} == OFFICIAL
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_example_workflows_run(server, workflow):
+    """Every shipped workflow, as a user drops it on the canvas, converted to the API format and run; the
+    videos it saves are read back from ComfyUI's output folder.
+
+    The workflows ship with CogVideoX's official settings (50 steps, 49 frames, 720x480). Even with the
+    tiny model that is many minutes on a CPU, so in the converted graph every CogVideoX Sampler's steps,
+    frames, width and height are overridden with SMALL (2 steps, 9 frames, 32x32) before it is queued;
+    everything else runs exactly as shipped.
+    """
+    ui = json.loads(workflow.read_text(encoding="utf-8"))
     graph = ui_to_api(ui, server.get("/object_info"))
+    for node in graph.values():
+        if node["class_type"] == SAMPLER:
+            node["inputs"].update(SMALL)
+    expected_videos = WORKFLOW_VIDEOS[workflow.name]
+    before = {prefix: saved_videos(server, prefix) for prefix in expected_videos}
     entry = server.run(graph)
     assert entry["status"]["status_str"] == "success", entry["status"]
-    previews = [texts(entry, node_id) for node_id, node in graph.items() if node["class_type"] == "PreviewAny"]
-    assert [TRAINED_PROMPT] in previews and [TRAINED_REASONING] in previews
+
+    # the refiner's previews show the trained tiny refiner's answer, once per prompt
+    refine_previews = 0
+    for node_id, node in graph.items():
+        if node["class_type"] != "PreviewAny" or not isinstance(node["inputs"]["source"], list):
+            continue
+        source_id, slot = node["inputs"]["source"]
+        source = graph[source_id]
+        if source["class_type"] in (REFINE, REFINE_LIST) and slot < 2:
+            prompts = 1
+            if source["class_type"] == REFINE_LIST:
+                prompts = len([line for line in source["inputs"]["prompt"].splitlines() if line.strip()])
+            shown = texts(entry, node_id)
+            if slot == 0:
+                assert shown == [TRAINED_PROMPT] * prompts
+            else:  # sampled at the shipped temperature, the tiny model's reasoning may slip a token
+                assert len(shown) == prompts and shown[0] == TRAINED_REASONING and all(shown)
+            refine_previews += 1
+        elif source["class_type"] == SAMPLER and slot == 2:
+            # the refined prompt is longer than the tiny text encoder reads
+            assert all(t.startswith("WARNING") and f"reads {TINY_TOKEN_LIMIT}" in t for t in texts(entry, node_id))
+    assert refine_previews >= 2
+
+    stitch = [node["inputs"] for node in graph.values() if node["class_type"] == "ImageStitch"]
+    width = 2 * SMALL["width"] + stitch[0]["spacing_width"] if stitch else SMALL["width"]
+    for prefix, count in expected_videos.items():
+        new = sorted(saved_videos(server, prefix) - before[prefix])
+        assert len(new) == count, (prefix, new)
+        for path in new:
+            frames, video_width, video_height, rate = read_video(path)
+            assert (frames, video_width, video_height) == (SMALL["frames"], width, SMALL["height"]), path
+            assert rate == 8  # CogVideoX's rate, from the sampler's fps output into CreateVideo
 
 
 def test_workflow_folder_is_not_empty():
@@ -176,8 +357,8 @@ def test_workflow_folder_is_not_empty():
 
 # --- cancel -------------------------------------------------------------------------------------
 
-async def _interrupt_once_generating(server, graph, refine_node="2"):
-    """Queue `graph`, wait for the refine node's token progress, press Cancel; the prompt's id."""
+async def _interrupt_once_generating(server, graph, node="2", at=20):
+    """Queue `graph`, wait until `node` reports progress `at`, press Cancel; the prompt's id and that progress."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -189,7 +370,7 @@ async def _interrupt_once_generating(server, graph, refine_node="2"):
                     continue
                 event = json.loads(message.data)
                 data = event["data"]
-                if event["type"] == "progress" and data["node"] == refine_node and data["value"] >= 20:
+                if event["type"] == "progress" and data["node"] == node and data["value"] >= at:
                     await asyncio.to_thread(server.post, "/interrupt")
                     return body["prompt_id"], data
     raise AssertionError("no progress arrived")
@@ -206,6 +387,33 @@ def test_cancel_stops_a_running_refine_and_the_server_stays_healthy(server):
     assert_healthy(server)
     after = server.run(refine_graph(seed=2))
     assert texts(after, "3") == [TRAINED_PROMPT]
+
+
+def test_cancel_stops_the_sampler_between_denoising_steps(server):
+    graph = video_graph(seed=404, steps=400, width=16, height=16)
+    prompt_id, progress = asyncio.run(asyncio.wait_for(_interrupt_once_generating(server, graph, at=2), 240))
+    assert progress["max"] == 400
+    entry = server.wait(prompt_id)
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and "execution_success" not in kinds
+    assert_healthy(server)
+    assert server.run(video_graph(seed=405))["status"]["status_str"] == "success"
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+def test_refiner_and_video_model_both_go_through_model_management(server):
+    """Refine → sample in one graph: both models are handed to ComfyUI's model management, which is what
+    lets one evict the other from VRAM."""
+    start = len(server.log())
+    graph = refine_graph(load=load_node(dtype="fp32"))  # inputs no earlier test used: a fresh load
+    graph["6"] = video_load_node("other-cogvideox")  # the folder under models/CogVideo
+    graph["7"] = sampler_node(["2", 0], video_model=("6", 0), seed=7)
+    graph["8"] = {"class_type": "PreviewAny", "inputs": {"source": ["7", 2]}}
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert texts(entry, "3") == [TRAINED_PROMPT]
+    assert server.log()[start:].count("Requested to load PhyPromptModules") >= 2
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -263,3 +471,66 @@ def test_load_failures_are_one_clear_node_error(server, load, message):
     assert error["node_type"] == LOAD
     assert message in error["exception_message"] and error["exception_type"].endswith("RefinerLoadError")
     assert_healthy(server)
+
+
+def test_video_settings_out_of_range_are_rejected_before_running(server):
+    for node_id, name, value in [("2", "guidance", -1.0), ("2", "steps", 0), ("2", "frames", 0),
+                                 ("2", "width", 4096), ("1", "model", "not-cogvideox"), ("1", "model", "nope")]:
+        graph = video_graph()
+        graph[node_id]["inputs"][name] = value
+        status, body = server.queue(graph)
+        assert status == 400, (name, value, body)
+        errors = body["node_errors"][node_id]["errors"]
+        assert any(name in json.dumps(e) for e in errors), errors
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("graph", [video_graph(), refine_graph()], ids=["video loader", "refiner loader"])
+def test_a_linked_model_name_is_left_to_the_node(server, graph):
+    """A model name fed by another node is unknown at queue time (validate_inputs gets None); only core's own
+    type check may reject it (no core node outputs a COMBO), never a "model None not found"."""
+    graph = json.loads(json.dumps(graph))
+    graph["9"] = {"class_type": "PrimitiveString", "inputs": {"value": "CogVideoX-2b"}}
+    graph["1"]["inputs"]["model"] = ["9", 0]
+    status, body = server.queue(graph)
+    assert status == 400
+    assert [e["type"] for e in body["node_errors"]["1"]["errors"]] == ["return_type_mismatch"], body
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(width=40), "width 40 is not a multiple of 16"),  # the widget steps by 16; the API does not check steps
+    (dict(height=24), "height 24 is not a multiple of 16"),
+    (dict(frames=5), "1 + 8·k frames"),
+    (dict(frames=10), "1 + 8·k frames"),
+    (dict(positive=""), "the prompt is empty"),
+    (dict(positive=" \n\t "), "the prompt is empty"),
+], ids=["width 40", "height 24", "frames 5", "frames 10", "empty prompt", "blank prompt"])
+def test_impossible_video_settings_are_a_clear_node_error(server, overrides, message):
+    error = execution_error(server.run(video_graph(**overrides)))
+    assert error["node_type"] == SAMPLER and message in error["exception_message"], error["exception_message"]
+    assert error["exception_type"].endswith("VideoSettingsError")
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("load, message, kind", [
+    (video_load_node("incomplete"), "transformer", "VideoModelError"),
+    (video_load_node(offload="model"), "CUDA", "VideoSettingsError"),  # the test server runs with --cpu
+    (video_load_node(offload="sequential"), "CUDA", "VideoSettingsError"),
+], ids=["no transformer", "model offload", "sequential offload"])
+def test_video_load_failures_are_one_clear_node_error(server, load, message, kind):
+    error = execution_error(server.run(video_graph(load=load)))
+    assert error["node_type"] == LOAD_VIDEO and message in error["exception_message"], error["exception_message"]
+    assert error["exception_type"].endswith(kind)
+    assert_healthy(server)
+
+
+def test_token_report_and_a_prompt_over_the_limit(server):
+    entry = server.run(video_graph("a red ball", seed=21))
+    (report,) = texts(entry, "3")
+    assert report.endswith(f"/{TINY_TOKEN_LIMIT} tokens (the T5 tokenizer)") and not report.startswith("WARNING")
+    long_prompt = "a heavy steel ball rolls across a wooden floor and knocks over a long row of dominoes"
+    entry = server.run(video_graph(long_prompt, seed=22))
+    assert entry["status"]["status_str"] == "success"  # rendered from what the encoder reads
+    (report,) = texts(entry, "3")
+    assert report.startswith("WARNING") and f"reads {TINY_TOKEN_LIMIT}" in report
+    assert "PhyPrompt: WARNING: the prompt has" in server.log()  # logged as well
