@@ -112,6 +112,7 @@ class CogVideoXSampler(io.ComfyNode):
                 scheduler) -> io.NodeOutput:
         request = SampleRequest(prompt=positive, negative_prompt=negative, seed=seed, steps=steps, guidance=guidance,
                                 frames=frames, width=width, height=height, scheduler=scheduler)
+        video_model.model.settings(request)  # bad settings fail before the weights move to the GPU
         try:
             backend = video_model.ready()
             report = token_report(backend, positive)

@@ -94,6 +94,9 @@ class VideoBackend(Protocol):
     def count(self, text: str) -> int:
         """Tokens `text` takes in this model's text encoder (a TokenCounter, for the refiner's budget)."""
 
+    def settings(self, request: SampleRequest) -> dict:
+        """The request's settings with defaults filled in; VideoSettingsError for what the model can't do."""
+
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
         """Render one video; `progress(step, steps)` after each denoising step may raise to cancel."""
 

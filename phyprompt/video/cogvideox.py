@@ -159,16 +159,20 @@ class CogVideoXBackend:
     def _scheduler(self, name: str):
         from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-        if name not in self.schedulers:
-            raise VideoSettingsError(f"unknown scheduler {name!r}; choose one of: {', '.join(self.schedulers)}")
         if name not in self._schedulers:
             kind = CogVideoXDPMScheduler if name == "dpm" else CogVideoXDDIMScheduler
             self._schedulers[name] = kind.from_config(self.pipeline.scheduler.config)
         return self._schedulers[name]
 
-    def _settings(self, request: SampleRequest) -> dict:
-        """The request with defaults filled in, checked against what this model can do."""
+    def settings(self, request: SampleRequest) -> dict:
+        """The request with defaults filled in, checked against what this model can do (cheap: callers
+        check before moving weights to the GPU)."""
+        if not request.prompt or not request.prompt.strip():
+            raise VideoSettingsError("the prompt is empty: describe the scene you want to see")
         d = self.defaults
+        scheduler = request.scheduler or d.scheduler
+        if scheduler not in self.schedulers:
+            raise VideoSettingsError(f"unknown scheduler {scheduler!r}; choose one of: {', '.join(self.schedulers)}")
         steps = d.steps if request.steps is None else request.steps
         guidance = d.guidance if request.guidance is None else request.guidance
         frames = d.frames if request.frames is None else request.frames
@@ -193,12 +197,10 @@ class CogVideoXBackend:
         if self.transformer_config.use_learned_positional_embeddings and (width, height) != (d.width, d.height):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")
         return dict(num_inference_steps=steps, guidance_scale=guidance, num_frames=frames, width=width, height=height,
-                    scheduler=request.scheduler or d.scheduler)
+                    scheduler=scheduler)
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
-        if not request.prompt or not request.prompt.strip():
-            raise VideoSettingsError("the prompt is empty: describe the scene you want to see")
-        settings = self._settings(request)
+        settings = self.settings(request)
         scheduler = settings.pop("scheduler")
         self.pipeline.scheduler = self._scheduler(scheduler)
         steps = settings["num_inference_steps"]
