@@ -91,7 +91,8 @@ def test_mp4_is_tagged_bt709_so_players_decode_the_colours_it_was_encoded_with(t
 
 
 def test_mp4_without_pyav_falls_back_to_the_imageio_ffmpeg_binary(tmp_path, monkeypatch):
-    pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg  # noqa: F401 - a test dependency (tests/requirements.txt): fail, don't skip, without it
+
     video = moving_square(frames=6, height=33, width=47)
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
