@@ -32,6 +32,18 @@ def check_safetensors(path: str, error: type[ModelFolderError] = ModelFolderErro
         raise error(f"{name} is truncated ({size} bytes, needs {8 + header_len + data_end}); download it again")
 
 
+def read_folder_json(folder: str, filename: str, what: str, kind: str,
+                     error: type[ModelFolderError] = ModelFolderError) -> dict:
+    """The JSON file that marks `folder` as a `kind` (model_index.json, adapter_config.json, …)."""
+    if not os.path.isdir(folder):
+        raise error(f"{what} folder not found: {folder}")
+    path = os.path.join(folder, filename)
+    if not os.path.isfile(path):
+        raise error(f"{folder} has no {filename}, so it is not {kind}")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def check_weights_folder(folder: str, what: str, error: type[ModelFolderError] = ModelFolderError,
                          hint: str = "") -> None:
     """`folder` exists and holds a config.json and complete, readable weights."""

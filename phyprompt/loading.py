@@ -8,7 +8,6 @@ names the problem and the fix. `trust_remote_code` is never enabled.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoints import ModelFolderError, check_weights_folder
+from .checkpoints import ModelFolderError, check_weights_folder, read_folder_json
 from .devices import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -118,13 +117,8 @@ def _apply_adapter(model, adapter: str, merge: bool, local: bool):
     from peft import PeftModel
 
     if local:
-        if not os.path.isdir(adapter):
-            raise RefinerLoadError(f"adapter folder not found: {adapter}")
-        config_path = os.path.join(adapter, "adapter_config.json")
-        if not os.path.isfile(config_path):
-            raise RefinerLoadError(f"{adapter} has no adapter_config.json, so it is not a PEFT adapter")
-        with open(config_path, encoding="utf-8") as f:
-            base = json.load(f).get("base_model_name_or_path") or "an unknown base model"
+        config = read_folder_json(adapter, "adapter_config.json", "adapter", "a PEFT adapter", RefinerLoadError)
+        base = config.get("base_model_name_or_path") or "an unknown base model"
     else:
         base = "its base model"
     try:

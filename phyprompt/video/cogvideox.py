@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..budget import TokenizerCounter
-from ..checkpoints import check_weights_folder
+from ..checkpoints import check_weights_folder, read_folder_json
 from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
 from .backend import OFFLOAD_MODES, SampleDefaults, SampleRequest, Video, VideoModelError, VideoSettingsError
@@ -45,13 +45,8 @@ def _safetensors_dtype(folder: str) -> torch.dtype | None:
 
 def check_folder(folder: str) -> None:
     """A complete CogVideoX diffusers folder, or one VideoModelError saying what is wrong."""
-    if not os.path.isdir(folder):
-        raise VideoModelError(f"CogVideoX folder not found: {folder}")
-    index_path = os.path.join(folder, "model_index.json")
-    if not os.path.isfile(index_path):
-        raise VideoModelError(f"{folder} has no model_index.json, so it is not a diffusers pipeline folder")
-    with open(index_path, encoding="utf-8") as f:
-        kind = json.load(f).get("_class_name")
+    index = read_folder_json(folder, "model_index.json", "CogVideoX", "a diffusers pipeline folder", VideoModelError)
+    kind = index.get("_class_name")
     if kind != PIPELINE_CLASS:
         raise VideoModelError(f"{folder} holds a {kind}, not a {PIPELINE_CLASS} (text-to-video CogVideoX 2B/5B)")
     for component in _WEIGHTED_COMPONENTS:
