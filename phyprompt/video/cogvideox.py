@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 
 import torch
 
@@ -21,13 +20,6 @@ _WEIGHTED_COMPONENTS = ("text_encoder", "transformer", "vae")
 # The official settings (THUDM's model cards and demo): 480x720, 49 frames, 50 steps, guidance 6,
 # saved at 8 fps, the DPM scheduler with dynamic CFG.
 _OFFICIAL = SampleDefaults(steps=50, guidance=6.0, frames=49, width=720, height=480, fps=8.0, scheduler="dpm")
-
-
-@dataclass(frozen=True)
-class MemoryOptions:
-    offload: str = "none"  # none | model | sequential (diffusers' CPU offload, GPU machines only)
-    vae_slicing: bool = True
-    vae_tiling: bool = True
 
 
 def _safetensors_dtype(folder: str) -> torch.dtype | None:
