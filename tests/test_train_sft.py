@@ -1,0 +1,169 @@
+"""train.sft and train.export on a tiny random model: recipe → LoRA SFT → export → the refiner loads it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from phyprompt.instruction import ASSISTANT_PREFIX
+from phyprompt.refiner import Refiner
+from support.tiny_refiner import write_tiny_refiner
+from train.data.schema import read_examples
+from train.export import export, main as export_main
+from train.sft import main as sft_main, parse, prompt_completion, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = str(ROOT / "train" / "data" / "seed_optics.jsonl")
+
+RECIPE = """\
+train_files: ["{data}"]
+model_name_or_path: {model}
+dtype: float32
+use_peft: {peft}
+lora_r: 4
+lora_alpha: 8
+lora_target_modules: all-linear
+output_dir: {out}
+use_cpu: true
+bf16: false
+max_steps: {steps}
+per_device_train_batch_size: 2
+learning_rate: 1.0e-3
+max_length: 512
+logging_steps: 1
+save_steps: 1
+report_to: none
+seed: 1
+"""
+
+
+def write_recipe(tmp_path: Path, model: str, out: Path, data: str = SEED, steps: int = 2, peft: str = "true",
+                 extra: str = "") -> str:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.format(data=data, model=model, out=out, steps=steps, peft=peft) + extra)
+    return str(recipe)
+
+
+def test_training_prompt_is_exactly_what_the_refiner_renders(tiny_refiner_dir):
+    example = read_examples([SEED]).examples[0]
+    refiner = Refiner.load(tiny_refiner_dir, device="cpu")
+    pair = prompt_completion(example, refiner.tokenizer)
+    from phyprompt.targets import get_target
+
+    assert pair["prompt"] == refiner.render(example.user_prompt, get_target(example.target))
+    assert pair["prompt"].endswith(ASSISTANT_PREFIX)
+    assert pair["completion"].endswith(f"<prompt>{example.refined_prompt}</prompt>")
+
+
+def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):
+    data = tmp_path / "data.jsonl"
+    lines = Path(SEED).read_text().splitlines()[:6]
+    data.write_text("\n".join(lines[:3] + ['{"broken": '] + lines[3:]) + "\n")
+    out = tmp_path / "run"
+    assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(data))]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping bad row: {data}:4: not valid JSON" in err
+    assert {"adapter_config.json", "adapter_model.safetensors", "loss.png", "phyprompt_training.json",
+            "chat_template.jinja"} <= set(os.listdir(out))
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / "phyprompt_training.json").read_text())
+    assert manifest["examples"] == 6 and manifest["method"] == "LoRA" and manifest["training"]["max_steps"] == 2
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and all("loss" in e for e in state["log_history"][:2])
+
+    merged = tmp_path / "models" / "LLM" / "tiny-sft"
+    assert export_main(["--adapter", str(out), "--out", str(merged), "--dtype", "fp32"]) == 0
+    card = (merged / "README.md").read_text()
+    assert f"base_model: {tiny_refiner_dir}" in card and "Examples: 6" in card
+    # the merged weights compute what base + adapter compute
+    reference = Refiner.load(tiny_refiner_dir, adapter=str(out), device="cpu")
+    exported = Refiner.load(str(merged), device="cpu")
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(exported.model(ids).logits, reference.model(ids).logits, rtol=1e-4, atol=1e-4)
+    assert exported.tokenizer.chat_template == reference.tokenizer.chat_template
+    assert exported.refine("a spoon in a glass of water", "lavie", max_new_tokens=8)[0].prompt
+
+    # an existing model is never replaced silently
+    assert export_main(["--adapter", str(out), "--out", str(merged)]) == 1
+    assert "already holds files" in capsys.readouterr().err
+    assert export_main(["--adapter", str(out), "--out", str(merged), "--keep-adapter", "--overwrite"]) == 0
+    assert not (merged / "model.safetensors").exists() and (merged / "adapter_model.safetensors").exists()
+    assert sorted(p.name for p in merged.parent.iterdir()) == ["tiny-sft"]  # no .partial or .replaced left
+    kept = Refiner.load(tiny_refiner_dir, adapter=str(merged), device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(kept.model(ids).logits, reference.model(ids).logits)
+
+
+def test_full_fine_tuning_and_export(tmp_path, tiny_refiner_dir):
+    out = tmp_path / "full"
+    assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, steps=1, peft="false")]) == 0
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    target = tmp_path / "exported"
+    assert export_main(["--adapter", str(out), "--out", str(target), "--dtype", "fp32"]) == 0
+    trained = Refiner.load(str(out), device="cpu").model.state_dict()
+    for name, tensor in Refiner.load(str(target), device="cpu").model.state_dict().items():
+        torch.testing.assert_close(tensor, trained[name])
+    assert export_main(["--adapter", str(out), "--out", str(tmp_path / "x"), "--keep-adapter"]) == 1
+
+
+class InterruptAfterSave:
+    """Stands in for a kill: stops the run right after checkpoint `step` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __getattr__(self, name):  # every other TrainerCallback event is a no-op
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_an_interrupted_run(tmp_path, tiny_refiner_dir, capsys):
+    out = tmp_path / "run"
+    recipe = write_recipe(tmp_path, tiny_refiner_dir, out, steps=4)
+    with pytest.raises(KeyboardInterrupt):
+        run(*parse(["--config", recipe])[:3], callbacks=[InterruptAfterSave(2)])
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert not (out / "adapter_model.safetensors").exists()
+
+    assert sft_main(["--config", recipe]) == 0
+    assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().err
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert logged_steps == [1, 2, 3, 4]  # steps 1-2 come from the interrupted run, 3-4 from the resumed one
+    assert (out / "adapter_model.safetensors").exists()
+
+
+def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
+    out = tmp_path / "run"
+    assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, extra="learning_rat: 0.1\n")]) == 1
+    message = capsys.readouterr().err
+    assert "Unknown arguments" in message and "learning_rat" in message
+    assert sft_main(["--config", str(tmp_path / "missing.yaml")]) == 1
+    assert "recipe not found" in capsys.readouterr().err
+
+    no_template = write_tiny_refiner(tmp_path / "base-model", chat_template=None)
+    assert sft_main(["--config", write_recipe(tmp_path, str(no_template), out)]) == 1
+    message = capsys.readouterr().err
+    assert "has no chat template" in message and "chat_template_path" in message
+
+    template = tmp_path / "template.jinja"
+    template.write_text(Refiner.load(tiny_refiner_dir, device="cpu").tokenizer.chat_template)
+    recipe = write_recipe(tmp_path, str(no_template), out, steps=1, extra=f"chat_template_path: {template}\n")
+    assert sft_main(["--config", recipe]) == 0
+    assert (out / "chat_template.jinja").read_text() == template.read_text()
+
+    assert sft_main(["--config", write_recipe(tmp_path, str(tmp_path / "nowhere"), out)]) == 1
+    assert "train.sft: error:" in capsys.readouterr().err
+    assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "*.none"))]) == 1
+    assert "no data file matches" in capsys.readouterr().err

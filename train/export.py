@@ -1,0 +1,177 @@
+"""Turn a training run into a refiner folder that "Load Physics Refiner" and `phyprompt refine` load as is.
+
+    python -m train.export --adapter runs/sft-qwen2.5-1.5b --out models/LLM/PhyPrompt-1.5B-SFT
+        [--base Qwen/Qwen2.5-1.5B-Instruct] [--keep-adapter] [--dtype bf16] [--overwrite]
+
+`--adapter` is a `train.sft` output_dir: a LoRA adapter (merged into its base by default, or kept as an
+adapter with `--keep-adapter`) or a fully fine-tuned model. The folder gets safetensors weights, the
+tokenizer with its chat template, and a model card (README.md) naming the base, the data and the recipe.
+The new folder appears complete or not at all, and an existing model is never replaced without
+`--overwrite`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from phyprompt.checkpoints import ModelFolderError, check_safetensors, check_weights_folder, read_folder_json
+from phyprompt.devices import DTYPE_BY_NAME
+
+from .sft import MANIFEST
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class ExportError(ModelFolderError):
+    pass
+
+
+def _is_adapter(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, "adapter_config.json"))
+
+
+def _check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} already holds files; choose another --out or pass --overwrite to replace it")
+
+
+def _base_of(adapter: str, base: str | None) -> str:
+    if base:
+        return base
+    config = read_folder_json(adapter, "adapter_config.json", "adapter", "a PEFT adapter", ExportError)
+    recorded = config.get("base_model_name_or_path")
+    if not recorded:
+        raise ExportError(f"{adapter}/adapter_config.json names no base model; pass --base")
+    return recorded
+
+
+def _manifest(run: str) -> dict:
+    path = os.path.join(run, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
+    data = manifest.get("data") or []
+    per_target = manifest.get("examples_per_target") or {}
+    training = manifest.get("training") or {}
+    lora = manifest.get("lora") or {}
+    metrics = manifest.get("metrics") or {}
+    lines = [
+        "---",
+        f"base_model: {base}",
+        f"library_name: {'transformers' if merged else 'peft'}",
+        "pipeline_tag: text-generation",
+        "tags: [phyprompt, physics, prompt-refinement, text-to-video]",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        "A PhyPrompt physics refiner: it rewrites a text-to-video prompt with explicit physical detail and "
+        "answers `<think>reasoning</think><prompt>refined prompt</prompt>`. Load it with the "
+        "\"Load Physics Refiner\" ComfyUI node or `python -m phyprompt refine --model <this folder>`.",
+        "",
+        "## Training",
+        "",
+        f"- Base model: `{base}`",
+        f"- Stage 1 (SFT), method: {manifest.get('method', 'unknown')}"
+        + (f" (r={lora.get('r')}, alpha={lora.get('alpha')}, modules {lora.get('target_modules')})" if lora else ""),
+        f"- Delivered as: {'adapter merged into the base weights' if merged else 'a LoRA adapter on the base'}",
+        f"- Recipe: `{manifest.get('recipe') or 'unknown'}`",
+        f"- Examples: {manifest.get('examples', 'unknown')}"
+        + (" (" + ", ".join(f"{n} {t}" for t, n in sorted(per_target.items())) + ")" if per_target else ""),
+    ]
+    lines += [f"- Data file: `{d['file']}` (sha256 {d['sha256']})" for d in data]
+    if training:
+        lines.append("- Settings: " + ", ".join(f"{k}={v}" for k, v in training.items()))
+    if "train_loss" in metrics:
+        lines.append(f"- Final mean training loss: {metrics['train_loss']:.4f}")
+    if not manifest:
+        lines.append(f"- No {MANIFEST} was found in the run folder, so data and recipe are not recorded.")
+    lines += ["", "Made with PhyPrompt's `train.sft` and `train.export`.", ""]
+    return "\n".join(lines)
+
+
+def export(run: str, out: str, base: str | None = None, keep_adapter: bool = False, dtype: str = "bf16",
+           overwrite: bool = False) -> Path:
+    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
+    from transformers import AutoTokenizer
+
+    out_path = Path(out)
+    _check_destination(out_path, overwrite)
+    if not os.path.isdir(run):
+        raise ExportError(f"training output not found: {run}")
+    if dtype not in DTYPE_BY_NAME:
+        raise ExportError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_BY_NAME)}")
+    adapter = _is_adapter(run)
+    if keep_adapter and not adapter:
+        raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
+    base_model = _base_of(run, base) if adapter else (base or run)
+    partial = out_path.with_name(out_path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(run, local_files_only=True, trust_remote_code=False)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ExportError(f"the tokenizer in {run} has no chat template; the refiner needs one")
+        if keep_adapter:
+            check_safetensors(os.path.join(run, "adapter_model.safetensors"), ExportError)
+            for name in ADAPTER_FILES:
+                shutil.copy2(os.path.join(run, name), partial / name)
+        else:
+            spec = LoadSpec(model=base_model, adapter=run if adapter else None, merge_adapter=True, device="cpu",
+                            dtype=dtype, allow_download=True)
+            model, _ = load_model_and_tokenizer(spec)
+            model.save_pretrained(partial)  # safetensors
+        tokenizer.save_pretrained(partial)
+        (partial / "README.md").write_text(
+            model_card(out_path.name, base_model, not keep_adapter, _manifest(run)), encoding="utf-8"
+        )
+        if not keep_adapter:
+            check_weights_folder(str(partial), "exported refiner", ExportError)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out_path.exists():
+        old = out_path.with_name(out_path.name + ".replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_path, old)
+        os.replace(partial, out_path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, out_path)
+    return out_path
+
+
+def main(argv=None) -> int:
+
+    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", required=True, help="train.sft output_dir (LoRA adapter or full model)")
+    parser.add_argument("--out", required=True, help="refiner folder to write, e.g. models/LLM/PhyPrompt-1.5B-SFT")
+    parser.add_argument("--base", help="base model (default: the one recorded in the adapter)")
+    parser.add_argument("--keep-adapter", action="store_true", help="write the adapter instead of merging it")
+    parser.add_argument("--dtype", default="bf16", choices=tuple(DTYPE_BY_NAME), help="weights dtype (default bf16)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
+    args = parser.parse_args(argv)
+    try:
+        path = export(args.adapter, args.out, args.base, args.keep_adapter, args.dtype, args.overwrite)
+    except (ModelFolderError, OSError) as error:  # RefinerLoadError and ExportError are ModelFolderErrors
+        print(f"train.export: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    how = "adapter" if args.keep_adapter else "merged model"
+    print(f"train.export: wrote {path} ({how}); load it with: python -m phyprompt refine --model "
+          + (f"<base> --adapter {path}" if args.keep_adapter else str(path)) + ' "a prompt"', file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Parse rate: how many of a refiner's answers the project can use as they are.
+
+An answer counts when the project's parser accepts it and its refined prompt fits the target's budget
+without being shortened. This is the first thing stage 1 must teach, and it needs no video model:
+
+    python -m train.format_eval --model models/LLM/SmolLM2-135M-Instruct [--adapter runs/sft-…] \
+        [--prompts train/data/heldout_prompts.txt] [--out answers.jsonl]
+
+Each prompt is refined once per target (greedy); the table gives the rate per target and overall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from phyprompt.targets import TARGET_NAMES
+
+DEFAULT_PROMPTS = "train/data/heldout_prompts.txt"
+TRAINING_TARGETS = tuple(t for t in TARGET_NAMES if t != "generic")
+
+
+def usable(refinement) -> bool:
+    return refinement.ok and not refinement.shortened and not refinement.over_budget
+
+
+def failure_reason(refinement) -> str:
+    if not refinement.ok:
+        return refinement.error or "rejected"
+    return "over budget" if refinement.shortened or refinement.over_budget else ""
+
+
+def evaluate(refiner, prompts, targets=TRAINING_TARGETS, max_new_tokens: int = 384, batch_size: int = 8,
+             progress=None) -> dict:
+    """Per-target and overall parse rates, the failure reasons, and every answer."""
+    answers, rates, reasons = [], {}, Counter()
+    for number, target in enumerate(targets):
+        def step(done, total, offset=number):
+            if progress:
+                progress(offset * total + done, total * len(targets))
+
+        results = refiner.refine(prompts, target, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 progress=step)
+        rates[target] = sum(map(usable, results)) / len(results)
+        reasons.update(failure_reason(r) for r in results if not usable(r))
+        answers += [{"target": target, "usable": usable(r)} | r.to_dict() for r in results]
+    overall = sum(a["usable"] for a in answers) / len(answers)
+    return {"per_target": rates, "overall": overall, "failures": dict(reasons), "answers": answers}
+
+
+def format_table(name: str, result: dict, prompts: int) -> str:
+    lines = [f"parse rate of {name} on {prompts} prompts per target", "| target | usable answers |", "|---|---:|"]
+    lines += [f"| {t} | {rate:.0%} |" for t, rate in result["per_target"].items()]
+    lines.append(f"| all | {result['overall']:.0%} |")
+    if result["failures"]:
+        lines.append("failures: " + "; ".join(f"{n}× {why}" for why, n in Counter(result["failures"]).most_common()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from phyprompt.loading import RefinerLoadError
+    from phyprompt.progress import TqdmProgress
+    from phyprompt.refiner import Refiner
+
+    from .data.prompts import PromptListError, read_prompt_list
+
+    parser = argparse.ArgumentParser(prog="python -m train.format_eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="refiner folder (a base model or an exported one)")
+    parser.add_argument("--adapter", help="LoRA adapter folder (e.g. a train.sft output_dir)")
+    parser.add_argument("--prompts", default=DEFAULT_PROMPTS, help="prompt list (default: %(default)s)")
+    parser.add_argument("--target", action="append", choices=TRAINING_TARGETS, help="targets (default: all three)")
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", help="write every answer here as JSONL")
+    args = parser.parse_args(argv)
+    try:
+        prompts = read_prompt_list(args.prompts)
+        refiner = Refiner.load(args.model, adapter=args.adapter, device="auto")
+    except (PromptListError, RefinerLoadError) as error:
+        print(f"train.format_eval: error: {error}", file=sys.stderr)
+        return 1
+    with TqdmProgress("refining", "tok") as bar:
+        result = evaluate(refiner, prompts, tuple(args.target or TRAINING_TARGETS), args.max_new_tokens,
+                          args.batch_size, bar)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(a, ensure_ascii=False) + "\n" for a in result["answers"])
+    name = args.model + (f" + {args.adapter}" if args.adapter else "")
+    print(format_table(name, result, len(prompts)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
