@@ -4,8 +4,11 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
+from PIL import Image
 
 from conftest import REPO
 from support.comfy_server import ComfyServer
@@ -22,6 +25,9 @@ OFFICIAL = dict(steps=50, guidance=6, frames=49, width=720, height=480, schedule
 # ... and what the tests render instead: the tiny model is random, but 720x480x49 at 50 steps would still take
 # many minutes on a CPU (its transformer attends over every latent patch of every frame)
 SMALL = dict(steps=2, frames=9, width=32, height=32)
+# Core text-to-image nodes in the CLIPTextEncode workflow get the same treatment: one step at 64x64.
+SMALL_IMAGE = {"KSampler": dict(steps=1), "EmptyLatentImage": dict(width=64, height=64)}
+SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the name the example workflow uses
 TINY_TOKEN_LIMIT = 16  # the tiny CogVideoX transformer's max_text_seq_length (CogVideoX 2B/5B: 226)
 
 
@@ -51,6 +57,11 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     shutil.copytree(video / "CogVideoX-2b", video / "not-cogvideox")
     index = video / "not-cogvideox" / "model_index.json"
     index.write_text(json.dumps(json.loads(index.read_text()) | {"_class_name": "StableDiffusionPipeline"}))
+    # a small random SD1.5 checkpoint for the workflow that feeds core CLIPTextEncode
+    checkpoints = server.models_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(REPO / "tests" / "support" / "tiny_sd15.py"), str(server.tree),
+                    str(checkpoints / SD15_CHECKPOINT)], cwd=server.tree, check=True)
     extra = work / "extra_model_paths.yaml"
     extra.write_text(f"phyprompt_test:\n    base_path: {work / 'shared'}\n    LLM: llm/\n")
     server.start(("--extra-model-paths-config", str(extra)))
@@ -237,12 +248,19 @@ WORKFLOW_VIDEOS = {
     "refine_cogvideox.json": {"phyprompt/refined": 1},
     "ab_original_vs_refined.json": {"phyprompt/ab": 1},
     "refine_list_cogvideox.json": {"phyprompt/list": 3},
+    "refine_to_clip_text_encode.json": {},
 }
+# ... and the images: SaveImage's filename_prefix -> how many files
+WORKFLOW_IMAGES = {"refine_to_clip_text_encode.json": {"phyprompt/sd15": 1}}
+
+
+def saved_files(server, prefix, suffix) -> set:
+    folder, name = (server.base / "output" / prefix).parent, os.path.basename(prefix)
+    return set(folder.glob(f"{name}_*{suffix}")) if folder.is_dir() else set()
 
 
 def saved_videos(server, prefix) -> set:
-    folder, name = (server.base / "output" / prefix).parent, os.path.basename(prefix)
-    return set(folder.glob(f"{name}_*.mp4")) if folder.is_dir() else set()
+    return saved_files(server, prefix, ".mp4")
 
 
 def read_video(path) -> tuple[int, int, int, float]:
@@ -305,16 +323,14 @@ def test_example_workflows_run(server, workflow):
 
     The workflows ship with CogVideoX's official settings (50 steps, 49 frames, 720x480). Even with the
     tiny model that is many minutes on a CPU, so in the converted graph every CogVideoX Sampler's steps,
-    frames, width and height are overridden with SMALL (2 steps, 9 frames, 32x32) before it is queued;
-    everything else runs exactly as shipped.
+    frames, width and height are overridden with SMALL (2 steps, 9 frames, 32x32) before it is queued,
+    and likewise core KSampler/EmptyLatentImage with SMALL_IMAGE; everything else runs exactly as shipped.
     """
-    ui = json.loads(workflow.read_text(encoding="utf-8"))
-    graph = ui_to_api(ui, server.get("/object_info"))
-    for node in graph.values():
-        if node["class_type"] == SAMPLER:
-            node["inputs"].update(SMALL)
+    graph = small_graph(workflow, server)
     expected_videos = WORKFLOW_VIDEOS[workflow.name]
+    expected_images = WORKFLOW_IMAGES.get(workflow.name, {})
     before = {prefix: saved_videos(server, prefix) for prefix in expected_videos}
+    before_images = {prefix: saved_files(server, prefix, ".png") for prefix in expected_images}
     entry = server.run(graph)
     assert entry["status"]["status_str"] == "success", entry["status"]
 
@@ -349,6 +365,44 @@ def test_example_workflows_run(server, workflow):
             frames, video_width, video_height, rate = read_video(path)
             assert (frames, video_width, video_height) == (SMALL["frames"], width, SMALL["height"]), path
             assert rate == 8  # CogVideoX's rate, from the sampler's fps output into CreateVideo
+    for prefix, count in expected_images.items():
+        new = sorted(saved_files(server, prefix, ".png") - before_images[prefix])
+        assert len(new) == count, (prefix, new)
+        for path in new:
+            with Image.open(path) as image:
+                assert image.size == (SMALL_IMAGE["EmptyLatentImage"]["width"], SMALL_IMAGE["EmptyLatentImage"]["height"])
+
+
+def small_graph(workflow, server) -> dict:
+    """A shipped workflow in the API format, with the render settings a CPU test can afford."""
+    graph = ui_to_api(json.loads(workflow.read_text(encoding="utf-8")), server.get("/object_info"))
+    for node in graph.values():
+        if node["class_type"] == SAMPLER:
+            node["inputs"].update(SMALL)
+        node["inputs"].update(SMALL_IMAGE.get(node["class_type"], {}))
+    return graph
+
+
+def test_refined_prompt_drives_core_clip_text_encode(server):
+    """In the CLIPTextEncode workflow the encoder reads the refiner's STRING: replacing the link with the
+    same text as a literal gives the same image, another text a different one."""
+    graph = small_graph(REPO / "workflows" / "refine_to_clip_text_encode.json", server)
+    encode_id = next(i for i, n in graph.items()
+                     if n["class_type"] == "CLIPTextEncode" and isinstance(n["inputs"]["text"], list))
+    save_id = next(i for i, n in graph.items() if n["class_type"] == "SaveImage")
+
+    def image_after(text=None) -> bytes:
+        if text is not None:
+            graph[encode_id]["inputs"]["text"] = text
+        entry = server.run(graph)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        saved = entry["outputs"][save_id]["images"][0]
+        with Image.open(server.base / "output" / saved["subfolder"] / saved["filename"]) as image:
+            return image.tobytes()
+
+    linked = image_after()
+    assert image_after(TRAINED_PROMPT) == linked
+    assert image_after("a completely different scene of a snowy mountain") != linked
 
 
 def test_workflow_folder_is_not_empty():
