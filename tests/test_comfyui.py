@@ -369,8 +369,9 @@ def test_example_workflows_run(server, workflow):
         new = sorted(saved_files(server, prefix, ".png") - before_images[prefix])
         assert len(new) == count, (prefix, new)
         for path in new:
+            latent = SMALL_IMAGE["EmptyLatentImage"]
             with Image.open(path) as image:
-                assert image.size == (SMALL_IMAGE["EmptyLatentImage"]["width"], SMALL_IMAGE["EmptyLatentImage"]["height"])
+                assert image.size == (latent["width"], latent["height"])
 
 
 def small_graph(workflow, server) -> dict:

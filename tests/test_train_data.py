@@ -104,7 +104,8 @@ def test_long_prompt_fits_cogvideox_but_not_clip_targets(tmp_path):
 
 def test_duplicates_and_evaluation_overlap(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [
-        row(1), row(1, user_prompt="something else entirely"), row(3, user_prompt="A RED ball number 1 rolls off a desk!"),
+        row(1), row(1, user_prompt="something else entirely"),
+        row(3, user_prompt="A RED ball number 1 rolls off a desk!"),
         row(4, user_prompt="a glass slides off a wet bar counter"),
     ])
     evaluation = tmp_path / "eval.csv"
@@ -187,6 +188,22 @@ def test_videophy2_builder_merges_the_rules_of_one_caption(tmp_path):
     assert "The hammer rebounds slightly." in example.reasoning
     assert validate(read_examples([write_jsonl(tmp_path / "o.jsonl", [example.to_dict()])])) == []
     assert data_main(["from-videophy2", str(tmp_path / "nothing.csv"), "--out", str(tmp_path / "x.jsonl")]) == 1
+
+
+def test_videophy2_builder_reads_parquet_with_list_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    upsampled = "A skier carves down a slope, snow spraying outward from the edges of the skis as they turn."
+    table = pa.table({
+        "caption": ["A skier turns on a slope"], "upsampled_caption": [upsampled], "category": ["Sports"],
+        "physics_rules_followed": [["Snow sprays away from the turning skis"]],
+        "physics_rules_unfollowed": [[]], "physics_rules_cannot_be_determined": [None],
+    })
+    pq.write_table(table, tmp_path / "train.parquet")
+    result = from_videophy2(tmp_path / "train.parquet", target="cogvideox")
+    assert [(e.user_prompt, e.laws) for e in result.examples] == [
+        ("A skier turns on a slope", ("Snow sprays away from the turning skis",))]
 
 
 # --- teacher generation -------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.tiny_refiner import write_tiny_refiner
 
 from phyprompt.instruction import ASSISTANT_PREFIX
 from phyprompt.refiner import Refiner
-from support.tiny_refiner import write_tiny_refiner
 from train.data.schema import read_examples
-from train.export import export, main as export_main
-from train.sft import main as sft_main, parse, prompt_completion, run
+from train.export import main as export_main
+from train.sft import main as sft_main
+from train.sft import parse, prompt_completion, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = str(ROOT / "train" / "data" / "seed_optics.jsonl")
@@ -167,3 +168,21 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
     assert "train.sft: error:" in capsys.readouterr().err
     assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "*.none"))]) == 1
     assert "no data file matches" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_parse(recipe):
+    # GPU recipes ask for bf16, which transformers refuses on a machine without a GPU: run them as CPU ones
+    data_args, training_args, model_args, _ = parse(["--config", str(recipe), "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model_name_or_path and training_args.output_dir.startswith("runs/")
+    assert data_args.train_files == ["train/data/seed_*.jsonl"] and model_args.use_peft
+    assert training_args.report_to in ([], "none", ["none"])
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "train" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert str(loaded.distributed_type).rsplit(".", 1)[-1] in {"MULTI_GPU", "DEEPSPEED", "FSDP"}
+    assert loaded.mixed_precision == "bf16"

@@ -103,8 +103,9 @@ def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
 
 def export(run: str, out: str, base: str | None = None, keep_adapter: bool = False, dtype: str = "bf16",
            overwrite: bool = False) -> Path:
-    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
     from transformers import AutoTokenizer
+
+    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
 
     out_path = Path(out)
     _check_destination(out_path, overwrite)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 DTYPE_NAMES = {None: "auto", "auto": "auto", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 MANIFEST = "phyprompt_training.json"
@@ -141,7 +141,9 @@ def resume_point(training_args) -> str | None:
         if str(chosen).lower() == "true":
             chosen = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
             if chosen is None:
-                raise TrainingSetupError(f"resume_from_checkpoint is true but {training_args.output_dir} has no checkpoint")
+                raise TrainingSetupError(
+                    f"resume_from_checkpoint is true but {training_args.output_dir} has no checkpoint"
+                )
         return chosen
     if os.path.isdir(training_args.output_dir):
         return get_last_checkpoint(training_args.output_dir)
@@ -151,8 +153,9 @@ def resume_point(training_args) -> str | None:
 def run(data_args: DataArguments, training_args, model_args, recipe: str | None = None, callbacks=()) -> dict:
     """Fine-tune as the three configs say; returns the final metrics."""
     from datasets import Dataset
-    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
     from trl import SFTTrainer, get_peft_config
+
+    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
 
     from .plot import plot_loss
 
@@ -189,8 +192,8 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
     metrics = dict(result.metrics)
     if eval_dataset is not None:
         metrics.update(trainer.evaluate())
+    trainer.save_model(training_args.output_dir)  # on every rank: ZeRO-3 and FSDP gather the shards here
     if trainer.is_world_process_zero():
-        trainer.save_model(training_args.output_dir)
         tokenizer.save_pretrained(training_args.output_dir)
         plot_loss(trainer.state.log_history, os.path.join(training_args.output_dir, "loss.png"),
                   title=f"SFT of {os.path.basename(os.path.normpath(model_args.model_name_or_path))}")

@@ -32,10 +32,9 @@ def _randomise(module, generator) -> None:
 def main(tree: str, out: str) -> None:
     sys.path.insert(0, tree)
     import torch
+    from comfy.cli_args import args
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from comfy.cli_args import args
 
     args.cpu = True  # before comfy.model_management is imported: no GPU is probed
     from comfy.ldm.models.autoencoder import AutoencoderKL

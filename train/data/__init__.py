@@ -1,0 +1,1 @@
+"""Training data: schema, validation, builders from public data sets, teacher generation."""

@@ -30,7 +30,8 @@ def _target_tokenizers(pairs: list[str]) -> dict:
     for pair in pairs:
         name, _, folder = pair.partition("=")
         if name not in TARGET_NAMES or not folder:
-            raise ValueError(f"--tokenizer takes TARGET=FOLDER with TARGET one of {', '.join(TARGET_NAMES)}, not {pair!r}")
+            choices = ", ".join(TARGET_NAMES)
+            raise ValueError(f"--tokenizer takes TARGET=FOLDER with TARGET one of {choices}, not {pair!r}")
         counters[name] = load_tokenizer_counter(folder)
     return counters
 

@@ -44,7 +44,9 @@ class _Collector:
         self.seen: set[str] = set()
 
     def add(self, user_prompt, reasoning, refined_prompt, laws, category, subcategory) -> None:
-        user_prompt, reasoning, refined_prompt = (str(x or "").strip() for x in (user_prompt, reasoning, refined_prompt))
+        user_prompt, reasoning, refined_prompt = (
+            str(x or "").strip() for x in (user_prompt, reasoning, refined_prompt)
+        )
         laws = [law for law in (str(x).strip() for x in laws) if law]
         if not (user_prompt and reasoning and refined_prompt and laws):
             self.result.skipped["a field is empty"] += 1
@@ -80,7 +82,9 @@ def from_phygenbench(path: str | os.PathLike, target: str = "cogvideox") -> Buil
     except json.JSONDecodeError as error:
         raise SourceFormatError(f"{os.fspath(path)} is not valid JSON ({error.msg}, line {error.lineno})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise SourceFormatError(f"{os.fspath(path)}: expected a JSON list of objects (PhyGenBench explicit_prompts.json)")
+        raise SourceFormatError(
+            f"{os.fspath(path)}: expected a JSON list of objects (PhyGenBench explicit_prompts.json)"
+        )
     needed = {"caption", "explicit_caption", "physical_laws"}
     if rows and not needed <= set(rows[0]):
         raise SourceFormatError(

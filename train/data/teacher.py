@@ -10,6 +10,7 @@ recorded in ``<out>.rejected.jsonl``) are skipped on a rerun, so a killed run re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -164,6 +165,11 @@ def rejection(refinement: Refinement) -> str | None:
     return None
 
 
+def example_id(prompt: str, target: str) -> str:
+    """Stable across reruns and distinct across prompt lists written into the same file."""
+    return "teacher-" + hashlib.sha1(f"{target}\n{prompt}".encode()).hexdigest()[:12]
+
+
 @dataclass
 class GenerateSummary:
     kept: int = 0
@@ -211,27 +217,28 @@ def generate(teacher: Teacher, prompts: Sequence[str], out: str | os.PathLike, t
     _cut_partial_last_line(rejected_path)
     done = _done_keys(out, rejected_path)
     summary = GenerateSummary()
-    todo_by_target: dict[str, list[tuple[int, str]]] = {}
+    todo_by_target: dict[str, list[str]] = {}
     for index, prompt in enumerate(prompts):
-        target = targets[index % len(targets)]
-        if (prompt.strip(), target) in done:
+        key = (prompt.strip(), targets[index % len(targets)])
+        if key in done:  # answered in an earlier run, or listed twice
             summary.already_done += 1
         else:
-            todo_by_target.setdefault(target, []).append((index, prompt.strip()))
+            done.add(key)
+            todo_by_target.setdefault(key[1], []).append(key[0])
     total, answered = sum(map(len, todo_by_target.values())), 0
     for target, todo in todo_by_target.items():
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            answers = teacher.answer([p for _, p in chunk], target)
+            answers = teacher.answer(chunk, target)
             kept, dropped = [], []
-            for (index, prompt), refinement in zip(chunk, answers):
+            for prompt, refinement in zip(chunk, answers):
                 reason = rejection(refinement)
                 if reason:
                     dropped.append({"user_prompt": prompt, "target": target, "error": reason, "raw": refinement.raw})
                     continue
                 laws, category = laws_and_category(refinement.reasoning)
                 kept.append(Example(
-                    id=f"teacher-{index + 1:05d}", user_prompt=prompt, reasoning=refinement.reasoning,
+                    id=example_id(prompt, target), user_prompt=prompt, reasoning=refinement.reasoning,
                     refined_prompt=refinement.prompt, laws=laws, category=category, target=target,
                     source=f"teacher:{teacher.name}",
                 ))
