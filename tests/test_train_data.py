@@ -268,14 +268,15 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
         "a glass is dropped": GOOD,
         "a long story": format_output("Gravity acts.", "word " * 200),
         "no tags at all": "Sure! Here is a better prompt: a ball.",
+        "cut short": "<think>Gravity pulls the ball down.</think>\n<prompt>A red ball falls toward the",
     })
-    prompts = ["a glass is dropped", "a long story", "no tags at all"]
+    prompts = ["a glass is dropped", "a long story", "no tags at all", "cut short"]
     out = tmp_path / "teacher.jsonl"
     teacher = EndpointTeacher(server.url, model="big-model", api_key="secret")
     calls = []
     summary = generate(teacher, prompts, out, ["lavie"], batch_size=2, progress=lambda d, t: calls.append((d, t)))
-    assert (summary.kept, summary.rejected, summary.already_done) == (1, 2, 0)
-    assert calls == [(2, 3), (3, 3)]
+    assert (summary.kept, summary.rejected, summary.already_done) == (1, 3, 0)
+    assert calls == [(2, 4), (4, 4)]
     path, auth, body = server.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer secret" and body["model"] == "big-model"
     assert body["messages"][0]["role"] == "system" and "LaVie" in body["messages"][1]["content"]
@@ -284,14 +285,16 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
     assert kept[0].laws == ("gravity", "fracture") and kept[0].category == "mechanics"
     assert kept[0].source == "teacher:big-model" and validate(read_examples([out])) == []
     rejected = [json.loads(x) for x in (tmp_path / "teacher.rejected.jsonl").read_text().splitlines()]
-    assert {r["user_prompt"]: r["error"] for r in rejected}["a long story"] == "refined prompt over the lavie budget"
+    errors = {r["user_prompt"]: r["error"] for r in rejected}
+    assert errors["a long story"] == "refined prompt over the lavie budget"
+    assert errors["cut short"].startswith("answer cut off before </prompt>")
 
     # A kill mid-write leaves half a line; the rerun drops it and asks only for what is missing.
     with open(out, "a") as handle:
         handle.write('{"id": "teacher-9", "user_pro')
     server.requests.clear()
-    summary = generate(teacher, prompts + ["a glass is dropped again"], out, ["lavie"])
-    assert (summary.kept, summary.already_done) == (0, 3)
+    summary = generate(teacher, prompts + ["A glass is dropped!", "a glass is dropped again"], out, ["lavie"])
+    assert (summary.kept, summary.already_done) == (0, 5)  # the same prompt in other case/punctuation too
     assert len(server.requests) == 1 and read_examples([out]).problems == []
 
 
@@ -317,7 +320,8 @@ def test_local_teacher_through_the_cli(tmp_path, trained_refiner_dir, capsys):
             "--target", "cogvideox", "--target", "lavie", "--max-new-tokens", "48", "--quiet", "--device", "cpu"]
     assert data_main(args) == 0
     kept = read_examples([out]).examples
-    assert [(e.target, e.refined_prompt) for e in kept] == [("cogvideox", TRAINED_PROMPT), ("lavie", TRAINED_PROMPT)]
+    assert sorted(e.user_prompt for e in kept) == ["a ball rolls down a ramp", "a cat jumps onto a table"]
+    assert all(e.refined_prompt == TRAINED_PROMPT and e.target in ("cogvideox", "lavie") for e in kept)
     assert "kept 2, rejected 0" in capsys.readouterr().err
     assert data_main(args) == 0
     assert "skipped 2 already done" in capsys.readouterr().err

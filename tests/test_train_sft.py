@@ -10,12 +10,13 @@ import pytest
 import torch
 from support.tiny_refiner import write_tiny_refiner
 
+from phyprompt.contract import parse_output
 from phyprompt.instruction import ASSISTANT_PREFIX
 from phyprompt.refiner import Refiner
 from train.data.schema import read_examples
 from train.export import main as export_main
 from train.sft import main as sft_main
-from train.sft import parse, prompt_completion, run
+from train.sft import parse, prompt_completion, run, training_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = str(ROOT / "train" / "data" / "seed_optics.jsonl")
@@ -34,7 +35,7 @@ bf16: false
 max_steps: {steps}
 per_device_train_batch_size: 2
 learning_rate: 1.0e-3
-max_length: 512
+max_length: 2048
 logging_steps: 1
 save_steps: 1
 report_to: none
@@ -55,9 +56,48 @@ def test_training_prompt_is_exactly_what_the_refiner_renders(tiny_refiner_dir):
     pair = prompt_completion(example, refiner.tokenizer)
     from phyprompt.targets import get_target
 
-    assert pair["prompt"] == refiner.render(example.user_prompt, get_target(example.target))
+    rendered = refiner.render(example.user_prompt, get_target(example.target))
+    assert pair["prompt"] == rendered
     assert pair["prompt"].endswith(ASSISTANT_PREFIX)
     assert pair["completion"].endswith(f"<prompt>{example.refined_prompt}</prompt>")
+    # token for token what the refiner feeds the model, then the answer and EOS under the loss mask
+    tokens = training_tokens(example, refiner.tokenizer)
+    inference_ids = refiner.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    prompt_length = tokens["completion_mask"].index(1)
+    assert tokens["input_ids"][:prompt_length] == inference_ids
+    assert set(tokens["completion_mask"][prompt_length:]) == {1}
+    assert tokens["input_ids"][-1] == refiner.tokenizer.eos_token_id
+    answer = refiner.tokenizer.decode(tokens["input_ids"][prompt_length:], skip_special_tokens=True)
+    assert parse_output(ASSISTANT_PREFIX + answer).prompt == example.refined_prompt
+
+
+class LabelProbe:
+    """Records the labels of the first training batch."""
+
+    labels = None
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        LabelProbe.labels = next(iter(train_dataloader))["labels"]
+
+
+def test_loss_is_on_the_answer_only(tmp_path, tiny_refiner_dir):
+    out = tmp_path / "run"
+    run(*parse(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, steps=1)])[:3], callbacks=[LabelProbe()])
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_refiner_dir)
+    for row in LabelProbe.labels.tolist():
+        learned = [t for t in row if t != -100]
+        assert row[0] == -100 and learned and learned[-1] == tokenizer.eos_token_id
+        # the masked part is one prefix (the prompt; padding comes last), the answer the rest
+        first = row.index(learned[0])
+        assert all(t == -100 for t in row[:first])
+        assert "</prompt>" in tokenizer.decode(learned)
 
 
 def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):

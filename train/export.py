@@ -53,11 +53,13 @@ def _base_of(adapter: str, base: str | None) -> str:
 
 
 def _manifest(run: str) -> dict:
-    path = os.path.join(run, MANIFEST)
-    if not os.path.isfile(path):
+    """What train.sft recorded about the run; empty (the card then says so) when absent or unreadable."""
+    try:
+        with open(os.path.join(run, MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, json.JSONDecodeError):
         return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
@@ -108,15 +110,19 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     from phyprompt.loading import LoadSpec, load_model_and_tokenizer
 
     out_path = Path(out)
-    _check_destination(out_path, overwrite)
     if not os.path.isdir(run):
         raise ExportError(f"training output not found: {run}")
+    if out_path.resolve() == Path(run).resolve():
+        raise ExportError("--out is the training output itself; export to another folder")
+    _check_destination(out_path, overwrite)
     if dtype not in DTYPE_BY_NAME:
         raise ExportError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_BY_NAME)}")
     adapter = _is_adapter(run)
     if keep_adapter and not adapter:
         raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
+    manifest = _manifest(run)
     base_model = _base_of(run, base) if adapter else (base or run)
+    card_base = base_model if adapter else manifest.get("base_model", base_model)
     partial = out_path.with_name(out_path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -135,7 +141,7 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
             model.save_pretrained(partial)  # safetensors
         tokenizer.save_pretrained(partial)
         (partial / "README.md").write_text(
-            model_card(out_path.name, base_model, not keep_adapter, _manifest(run)), encoding="utf-8"
+            model_card(out_path.name, card_base, not keep_adapter, manifest), encoding="utf-8"
         )
         if not keep_adapter:
             check_weights_folder(str(partial), "exported refiner", ExportError)

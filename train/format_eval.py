@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         prompts = read_prompt_list(args.prompts)
+        if not prompts:
+            raise PromptListError(f"{args.prompts} holds no prompts")
         refiner = Refiner.load(args.model, adapter=args.adapter, device="auto")
     except (PromptListError, RefinerLoadError) as error:
         print(f"train.format_eval: error: {error}", file=sys.stderr)

@@ -68,9 +68,12 @@ def main(argv=None) -> int:
         print(f"{args.out} already holds a model; nothing to do", file=sys.stderr)
         return 0
     try:
-        convert_gguf(args.gguf or find_smollm2_gguf(), args.out)
-    except GGUFImportError as error:
-        print(f"train.gguf_import: error: {error}", file=sys.stderr)
+        gguf = args.gguf or find_smollm2_gguf()
+        if not os.path.isfile(gguf):
+            raise GGUFImportError(f"GGUF file not found: {gguf}")
+        convert_gguf(gguf, args.out)
+    except (GGUFImportError, ImportError, OSError, ValueError) as error:  # ImportError: gguf not installed
+        print(f"train.gguf_import: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -26,7 +26,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-DTYPE_NAMES = {None: "auto", "auto": "auto", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # ModelConfig.dtype values
 MANIFEST = "phyprompt_training.json"
 
 
@@ -51,6 +51,9 @@ def expand_files(patterns: list[str]) -> list[str]:
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matched:
             raise TrainingSetupError(f"no data file matches {pattern!r}")
+        missing = [path for path in matched if not os.path.isfile(path)]
+        if missing:
+            raise TrainingSetupError(f"data file not found: {missing[0]}")
         files.extend(matched)
     return files
 
@@ -75,6 +78,17 @@ def load_training_examples(data_args: DataArguments):
     if not examples:
         raise TrainingSetupError(f"no usable examples in {', '.join(files)}")
     return files, examples
+
+
+def training_tokens(example, tokenizer) -> dict[str, list[int]]:
+    """One example tokenized the way the refiner tokenizes at inference (no special tokens added to the
+    rendered text: the chat template already holds them), with EOS closing the answer and a mask that puts
+    the loss on the answer only. Tokenizing here rather than in trl keeps tokenizers that add a BOS of
+    their own from seeing two in training and one at inference."""
+    pair = prompt_completion(example, tokenizer)
+    prompt = tokenizer(pair["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tokenizer(pair["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
 
 def prompt_completion(example, tokenizer) -> dict[str, str]:
@@ -132,59 +146,99 @@ def write_manifest(output_dir: str, recipe: str | None, data_files, examples, mo
         json.dump(manifest, handle, indent=2)
 
 
-def resume_point(training_args) -> str | None:
-    """The checkpoint to resume from: the recipe's own choice, else the last one in output_dir."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` whose save finished (trainer_state.json is written last), so a run
+    killed in the middle of a save resumes from the one before."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [int(name.split("-")[1]) for name in os.listdir(output_dir)
+             if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
+             and os.path.isfile(os.path.join(output_dir, name, "trainer_state.json"))]
+    return os.path.join(output_dir, f"checkpoint-{max(steps)}") if steps else None
 
-    chosen = training_args.resume_from_checkpoint
-    if chosen:
-        if str(chosen).lower() == "true":
-            chosen = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-            if chosen is None:
-                raise TrainingSetupError(
-                    f"resume_from_checkpoint is true but {training_args.output_dir} has no checkpoint"
-                )
+
+def resume_point(training_args) -> str | None:
+    """The checkpoint to resume from: a path the recipe names; the last complete one in output_dir when it
+    says `true` or nothing; none when it says `false` (start over, overwriting)."""
+    chosen = str(training_args.resume_from_checkpoint or "").strip()
+    if chosen.lower() == "false":
+        return None
+    last = last_complete_checkpoint(training_args.output_dir)
+    if chosen.lower() == "true" and last is None:
+        raise TrainingSetupError(f"resume_from_checkpoint is true but {training_args.output_dir} has no checkpoint")
+    if chosen and chosen.lower() != "true":
+        if not os.path.isfile(os.path.join(chosen, "trainer_state.json")):
+            raise TrainingSetupError(f"resume_from_checkpoint {chosen} is not a complete checkpoint folder")
         return chosen
-    if os.path.isdir(training_args.output_dir):
-        return get_last_checkpoint(training_args.output_dir)
-    return None
+    return last
+
+
+def base_model(model_args, training_args):
+    """The tokenizer, and how trl should load the model: ModelConfig's dtype, attention, revision and 4/8-bit
+    (QLoRA) settings. trl loads it inside the trainer, so accelerate, DeepSpeed and FSDP place the weights."""
+    from transformers import AutoTokenizer
+
+    from phyprompt.loading import check_model_folder, is_hub_id
+
+    name = model_args.model_name_or_path
+    if not name:
+        raise TrainingSetupError("the recipe names no model_name_or_path (a base instruct model folder)")
+    if model_args.dtype not in (None, *DTYPES):
+        raise TrainingSetupError(f"dtype {model_args.dtype!r} is not one of {', '.join(DTYPES)}")
+    if training_args.trust_remote_code:
+        raise TrainingSetupError("trust_remote_code is not allowed: choose a model transformers supports natively")
+    local = not is_hub_id(name)
+    if local:
+        check_model_folder(name)  # one-line errors for a missing, incomplete or damaged folder
+    common = dict(revision=model_args.model_revision, local_files_only=local, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **common)
+    except (OSError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TrainingSetupError(f"could not load the tokenizer of {name}: {first}") from error
+    init = dict(common, dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation)
+    return tokenizer, init
+
+
+def check_evaluation(data_args: DataArguments, training_args) -> None:
+    if not 0 <= data_args.eval_fraction < 1:
+        raise TrainingSetupError(f"eval_fraction must be at least 0 and below 1, not {data_args.eval_fraction}")
+    if data_args.eval_fraction == 0 and str(training_args.eval_strategy).rsplit(".", 1)[-1].lower() != "no":
+        raise TrainingSetupError("eval_strategy asks for evaluation but eval_fraction is 0: set eval_fraction "
+                                 "(e.g. 0.05) or eval_strategy: 'no'")
 
 
 def run(data_args: DataArguments, training_args, model_args, recipe: str | None = None, callbacks=()) -> dict:
     """Fine-tune as the three configs say; returns the final metrics."""
     from datasets import Dataset
-    from trl import SFTTrainer, get_peft_config
-
-    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
+    from trl import SFTTrainer, get_peft_config, get_quantization_config
 
     from .plot import plot_loss
 
-    if not model_args.model_name_or_path:
-        raise TrainingSetupError("the recipe names no model_name_or_path (a base instruct model folder)")
-    dtype = DTYPE_NAMES.get(model_args.dtype)
-    if dtype is None:
-        raise TrainingSetupError(f"dtype {model_args.dtype!r} is not one of {', '.join(k for k in DTYPE_NAMES if k)}")
-    model, tokenizer = load_model_and_tokenizer(
-        LoadSpec(model=model_args.model_name_or_path, dtype=dtype, device="cpu", allow_download=True)
-    )
+    check_evaluation(data_args, training_args)
+    data_files, examples = load_training_examples(data_args)
+    tokenizer, training_args.model_init_kwargs = base_model(model_args, training_args)
     use_chat_template(tokenizer, model_args.model_name_or_path, training_args.chat_template_path)
     training_args.chat_template_path = None
-    model.train()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    data_files, examples = load_training_examples(data_args)
-    dataset = Dataset.from_list([prompt_completion(e, tokenizer) for e in examples])
+    dataset = Dataset.from_list([training_tokens(e, tokenizer) for e in examples])
     eval_dataset = None
     if data_args.eval_fraction > 0:
         split = dataset.train_test_split(test_size=data_args.eval_fraction, seed=data_args.split_seed)
         dataset, eval_dataset = split["train"], split["test"]
     training_args.completion_only_loss = True
 
-    trainer = SFTTrainer(
-        model=model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset,
-        processing_class=tokenizer, peft_config=get_peft_config(model_args), callbacks=list(callbacks),
-    )
+    try:
+        trainer = SFTTrainer(
+            model=model_args.model_name_or_path, args=training_args, train_dataset=dataset,
+            eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args), callbacks=list(callbacks),
+        )
+    except (OSError, ImportError) as error:  # unreadable weights; bitsandbytes missing for 4/8-bit
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TrainingSetupError(f"could not load {model_args.model_name_or_path}: {first}") from error
     checkpoint = resume_point(training_args)
     if checkpoint:
         print(f"train.sft: resuming from {checkpoint}", file=sys.stderr)
@@ -202,16 +256,19 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
 
 
 def parse(argv=None):
+    import yaml
     from trl import ModelConfig, SFTConfig, TrlParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if argv[-1:] == ["--config"]:
+        raise TrainingSetupError("--config needs a recipe file, e.g. --config train/recipes/smollm2-135m-cpu.yaml")
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
     if recipe is not None and not os.path.isfile(recipe):
         raise TrainingSetupError(f"recipe not found: {recipe}")
     parser = TrlParser((DataArguments, SFTConfig, ModelConfig))
     try:
         data_args, training_args, model_args = parser.parse_args_and_config(argv)
-    except ValueError as error:  # unknown recipe keys, wrong value types
+    except (ValueError, yaml.YAMLError) as error:  # unknown recipe keys, wrong value types, broken YAML
         raise TrainingSetupError(f"{recipe or 'options'}: {' '.join(str(error).split())}") from None
     return data_args, training_args, model_args, recipe
 

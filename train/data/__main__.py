@@ -18,6 +18,13 @@ PROG = "python -m train.data"
 TRAINING_TARGETS = tuple(t for t in TARGET_NAMES if t != "generic")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _fail(message: str) -> int:
     print(f"train.data: error: {message}", file=sys.stderr)
     return 1
@@ -114,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--in", dest="input", required=True, help="prompt list (txt/jsonl/json/csv)")
     teach.add_argument("--out", required=True, help="JSONL file; appended to, so a rerun resumes")
     teach.add_argument("--target", action="append", choices=TRAINING_TARGETS,
-                       help="target(s), given to the prompts in turn (default: all three)")
+                       help="target(s); each prompt gets one, chosen from its text (default: all three)")
     teach.add_argument("--model", help="model name sent to an endpoint")
     teach.add_argument("--api-key", help="endpoint key (default: $OPENAI_API_KEY)")
     teach.add_argument("--adapter", help="LoRA adapter folder for a local teacher")
     teach.add_argument("--device", help="device for a local teacher (default: auto)")
     teach.add_argument("--temperature", type=float, default=0.0)
     teach.add_argument("--max-new-tokens", type=int, default=512)
-    teach.add_argument("--batch-size", type=int, default=8)
+    teach.add_argument("--batch-size", type=_positive_int, default=8)
     teach.add_argument("--quiet", action="store_true", help="no progress bar")
     teach.set_defaults(run=_generate)
     return parser

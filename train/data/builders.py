@@ -44,8 +44,9 @@ class _Collector:
         self.seen: set[str] = set()
 
     def add(self, user_prompt, reasoning, refined_prompt, laws, category, subcategory) -> None:
+        # one line each, single spaces: what the refiner's parser would make of the text anyway
         user_prompt, reasoning, refined_prompt = (
-            str(x or "").strip() for x in (user_prompt, reasoning, refined_prompt)
+            " ".join(str(x or "").split()) for x in (user_prompt, reasoning, refined_prompt)
         )
         laws = [law for law in (str(x).strip() for x in laws) if law]
         if not (user_prompt and reasoning and refined_prompt and laws):

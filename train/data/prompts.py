@@ -33,7 +33,7 @@ def read_prompt_list(path: str | os.PathLike) -> list[str]:
     if not os.path.isfile(path):
         raise PromptListError(f"prompt list not found: {path}")
     extension = os.path.splitext(path)[1].lower()
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: spreadsheets write a BOM
         if extension == ".csv":
             reader = csv.DictReader(handle)
             column = next((c for c in PROMPT_FIELDS if c in (reader.fieldnames or ())), None)

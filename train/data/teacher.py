@@ -25,7 +25,7 @@ from phyprompt.progress import Progress
 from phyprompt.refiner import Refinement
 from phyprompt.targets import get_target
 
-from .schema import Example, read_examples, write_examples
+from .schema import Example, prompt_key, read_examples, write_examples
 
 # Words in a teacher's reasoning that name a principle, and the category it belongs to. Teachers are not
 # asked for a law list (it would lengthen every answer); this fills `laws` and `category` from the text.
@@ -154,10 +154,16 @@ def open_teacher(spec: str, **options) -> Teacher:
     return LocalTeacher(spec, **options)
 
 
+# Repairs that mean the answer was cut off by the token limit: the prompt may end mid-sentence.
+CUT_OFF_REPAIRS = ("missing </prompt>", "cut-off tag at the end")
+
+
 def rejection(refinement: Refinement) -> str | None:
     """Why a teacher's answer is not kept, or None when it is."""
     if not refinement.ok:
         return refinement.error or "unusable answer"
+    if any(repair in CUT_OFF_REPAIRS for repair in refinement.repairs):
+        return "answer cut off before </prompt> (raise --max-new-tokens)"
     if not refinement.reasoning.strip():
         return "no reasoning"
     if refinement.shortened or refinement.over_budget:
@@ -181,29 +187,37 @@ class GenerateSummary:
 
 
 def _cut_partial_last_line(path: Path) -> None:
-    """A kill during a write can leave half a line at the end; drop it so appends start clean."""
+    """A kill during a write can leave half a line at the end; drop it (in place, so no complete line is
+    ever at risk) so appends start clean."""
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
     if not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+        os.truncate(path, data.rfind(b"\n") + 1)
 
 
-def _done_keys(out: Path, rejected: Path) -> set[tuple[str, str]]:
-    done = {(e.user_prompt, e.target) for e in read_examples([out]).examples} if out.exists() else set()
+def _done_prompts(out: Path, rejected: Path) -> set[str]:
+    """`prompt_key`s of the prompts answered or rejected in earlier runs."""
+    done = {prompt_key(e.user_prompt) for e in read_examples([out]).examples} if out.exists() else set()
     if rejected.exists():
         for line in rejected.read_text(encoding="utf-8").splitlines():
             try:
-                row = json.loads(line)
-                done.add((row["user_prompt"], row["target"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
+                done.add(prompt_key(json.loads(line)["user_prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue
     return done
 
 
+def target_for(prompt: str, targets: Sequence[str]) -> str:
+    """Each prompt's target, from its text alone: editing the list or resuming never moves a prompt to
+    another target, and the targets share the prompts about evenly."""
+    return targets[int(hashlib.sha1(prompt_key(prompt).encode()).hexdigest(), 16) % len(targets)]
+
+
 def generate(teacher: Teacher, prompts: Sequence[str], out: str | os.PathLike, targets: Sequence[str],
              batch_size: int = 8, progress: Progress | None = None) -> GenerateSummary:
-    """Answer every prompt not answered yet; prompt i is written for ``targets[i % len(targets)]``.
+    """Answer every prompt not answered yet, each for one of `targets` (`target_for`); a prompt is never
+    answered twice (case, spacing and punctuation ignored), so the file holds one example per prompt.
 
     `progress(done, total)` counts prompts answered in this run (the one progress protocol)."""
     if not targets:
@@ -215,16 +229,17 @@ def generate(teacher: Teacher, prompts: Sequence[str], out: str | os.PathLike, t
     out.parent.mkdir(parents=True, exist_ok=True)
     _cut_partial_last_line(out)
     _cut_partial_last_line(rejected_path)
-    done = _done_keys(out, rejected_path)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, not {batch_size}")
+    done = _done_prompts(out, rejected_path)
     summary = GenerateSummary()
     todo_by_target: dict[str, list[str]] = {}
-    for index, prompt in enumerate(prompts):
-        key = (prompt.strip(), targets[index % len(targets)])
-        if key in done:  # answered in an earlier run, or listed twice
+    for prompt in (p.strip() for p in prompts):
+        if prompt_key(prompt) in done:  # answered in an earlier run, or listed twice
             summary.already_done += 1
         else:
-            done.add(key)
-            todo_by_target.setdefault(key[1], []).append(key[0])
+            done.add(prompt_key(prompt))
+            todo_by_target.setdefault(target_for(prompt, targets), []).append(prompt)
     total, answered = sum(map(len, todo_by_target.values())), 0
     for target, todo in todo_by_target.items():
         for start in range(0, len(todo), batch_size):
