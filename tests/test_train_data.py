@@ -329,3 +329,14 @@ def test_local_teacher_through_the_cli(tmp_path, trained_refiner_dir, capsys):
                       "--out", str(out)]) == 1
     assert "train.data: error:" in capsys.readouterr().err
 
+
+
+def test_each_prompt_keeps_its_target_and_targets_share_the_prompts():
+    from train.data.teacher import target_for
+
+    targets = ["cogvideox", "videocrafter2", "lavie"]
+    prompts = [f"scene number {i} with a falling object" for i in range(300)]
+    chosen = [target_for(p, targets) for p in prompts]
+    assert all(chosen.count(t) > 70 for t in targets)
+    assert [target_for(p, targets) for p in reversed(prompts)] == chosen[::-1]
+    assert target_for("A Glass, dropped!", targets) == target_for("a glass dropped", targets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,9 @@ def test_full_fine_tuning_and_export(tmp_path, tiny_refiner_dir):
     for name, tensor in Refiner.load(str(target), device="cpu").model.state_dict().items():
         torch.testing.assert_close(tensor, trained[name])
     assert export_main(["--adapter", str(out), "--out", str(tmp_path / "x"), "--keep-adapter"]) == 1
+    assert export_main(["--adapter", str(out), "--out", str(out), "--overwrite"]) == 1  # never over the run
+    assert (out / "model.safetensors").exists()
+    assert f"base_model: {tiny_refiner_dir}" in (target / "README.md").read_text()  # from the run's manifest
 
 
 class InterruptAfterSave:
@@ -175,6 +179,9 @@ def test_resume_after_an_interrupted_run(tmp_path, tiny_refiner_dir, capsys):
         run(*parse(["--config", recipe])[:3], callbacks=[InterruptAfterSave(2)])
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert not (out / "adapter_model.safetensors").exists()
+    # a kill in the middle of writing checkpoint-3 leaves it without trainer_state.json (written last)
+    shutil.copytree(out / "checkpoint-2", out / "checkpoint-3")
+    (out / "checkpoint-3" / "trainer_state.json").unlink()
 
     assert sft_main(["--config", recipe]) == 0
     assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().err
@@ -183,6 +190,10 @@ def test_resume_after_an_interrupted_run(tmp_path, tiny_refiner_dir, capsys):
     logged_steps = [e["step"] for e in state["log_history"] if "loss" in e]
     assert logged_steps == [1, 2, 3, 4]  # steps 1-2 come from the interrupted run, 3-4 from the resumed one
     assert (out / "adapter_model.safetensors").exists()
+
+    # resume_from_checkpoint: false starts over instead
+    assert sft_main(["--config", recipe, "--resume_from_checkpoint", "false", "--max_steps", "1"]) == 0
+    assert "resuming" not in capsys.readouterr().err
 
 
 def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
@@ -208,6 +219,18 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
     assert "train.sft: error:" in capsys.readouterr().err
     assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "*.none"))]) == 1
     assert "no data file matches" in capsys.readouterr().err
+    assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "typo.jsonl"))]) == 1
+    assert "data file not found" in capsys.readouterr().err
+
+    for extra, message in (("eval_strategy: epoch\n", "eval_fraction is 0"),
+                           ("eval_fraction: 1.5\n", "eval_fraction must be"),
+                           ("trust_remote_code: true\n", "trust_remote_code is not allowed"),
+                           ("resume_from_checkpoint: true\n", "has no checkpoint"),
+                           ("max_steps: [1\n", "recipe.yaml")):
+        assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, tmp_path / "new", extra=extra)]) == 1
+        assert message in capsys.readouterr().err, extra
+    assert sft_main(["--max_steps", "1", "--config"]) == 1
+    assert "--config needs a recipe file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "train" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
