@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-from .common import fail, progress_bar
+from .common import fail, progress_bar, quiet_libraries
 
 
 def run(args) -> int:
@@ -23,6 +23,8 @@ def run(args) -> int:
         prompts = [args.prompt]
         if not args.prompt.strip():
             return fail("the prompt is empty: describe the scene you want to see")
+    if args.quiet:
+        quiet_libraries()
     refiner = Refiner.load(
         args.model, args.adapter, dtype=args.dtype, device=args.device, quantization=args.quantization,
         merge_adapter=args.merge_adapter, allow_download=True,
