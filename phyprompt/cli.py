@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .commands.common import positive_int
 from .devices import DTYPES
 from .loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
@@ -28,15 +29,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one clear line and exit code 2, without the usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-_positive_int.__name__ = "whole number"  # argparse says "invalid whole number value: 'abc'"
 
 
 def _non_negative(note: str = ""):
@@ -92,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the target's tokenizer folder, to count the budget exactly instead of estimating")
     refine.add_argument("--seed", type=int, default=0)
     refine.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0, help="0 = greedy (default)")
-    refine.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS)
-    refine.add_argument("--batch-size", type=_positive_int, default=8)
+    refine.add_argument("--max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS)
+    refine.add_argument("--batch-size", type=positive_int, default=8)
     _add_model_options(refine)
     refine.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     refine.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -117,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--refiner", metavar="DIR", help="refine the prompt first with this refiner (folder or hub id)")
     generate.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter for the refiner")
     generate.add_argument("--seed", type=int, default=0, help="the same seed and settings give the same video")
-    generate.add_argument("--steps", type=_positive_int, help="denoising steps")
+    generate.add_argument("--steps", type=positive_int, help="denoising steps")
     generate.add_argument("--guidance", type=_non_negative(), help="classifier-free guidance scale")
-    generate.add_argument("--frames", type=_positive_int, help="frame count (CogVideoX: 1 + 8k, e.g. 49)")
+    generate.add_argument("--frames", type=positive_int, help="frame count (CogVideoX: 1 + 8k, e.g. 49)")
     generate.add_argument("--size", type=_size, metavar="WxH", help="width x height in pixels, e.g. 720x480")
     generate.add_argument("--scheduler", choices=schedulers, help="the sampler (default: the backend's)")
     generate.add_argument("--negative", default="", metavar="TEXT", help="a negative prompt")
@@ -131,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--compare", action="store_true",
                           help="also render the original prompt with the same seed, side by side with the "
                                "refined one (OUT-compare.mp4; needs --refiner)")
-    generate.add_argument("--refiner-max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS,
+    generate.add_argument("--refiner-max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS,
                           metavar="N")
     generate.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0,
                           help="the refiner's sampling temperature; 0 = greedy (default)")

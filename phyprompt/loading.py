@@ -76,7 +76,7 @@ def _quantization_config(quantization: str, dtype: torch.dtype, device: torch.de
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
 
 
-def _one_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -104,7 +104,7 @@ def load_model_and_tokenizer(spec: LoadSpec):
             **common,
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise RefinerLoadError(f"could not load refiner {spec.model}: {_one_line(exc)}") from exc
+        raise RefinerLoadError(f"could not load refiner {spec.model}: {first_line(exc)}") from exc
     if quantization is None:
         model.to(device)
     if spec.adapter:
@@ -125,6 +125,6 @@ def _apply_adapter(model, adapter: str, merge: bool, local: bool):
         model = PeftModel.from_pretrained(model, adapter, local_files_only=local, is_trainable=False)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise RefinerLoadError(
-            f"adapter {adapter} does not fit this refiner (it was trained for {base}): {_one_line(exc)}"
+            f"adapter {adapter} does not fit this refiner (it was trained for {base}): {first_line(exc)}"
         ) from exc
     return model.merge_and_unload() if merge else model

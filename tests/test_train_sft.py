@@ -128,7 +128,10 @@ def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):
     with torch.no_grad():
         torch.testing.assert_close(exported.model(ids).logits, reference.model(ids).logits, rtol=1e-4, atol=1e-4)
     assert exported.tokenizer.chat_template == reference.tokenizer.chat_template
-    assert exported.refine("a spoon in a glass of water", "lavie", max_new_tokens=8)[0].prompt
+    # and the refiner generates with it as with base + adapter (greedy, so the same tokens)
+    prompt = "a spoon in a glass of water"
+    assert exported.refine(prompt, "lavie", max_new_tokens=8)[0].raw == reference.refine(prompt, "lavie",
+                                                                                          max_new_tokens=8)[0].raw
 
     # an existing model is never replaced silently
     assert export_main(["--adapter", str(out), "--out", str(merged)]) == 1

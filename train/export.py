@@ -19,7 +19,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from phyprompt.checkpoints import ModelFolderError, check_safetensors, check_weights_folder, read_folder_json
+from phyprompt.checkpoints import (
+    ModelFolderError,
+    check_safetensors,
+    check_weights_folder,
+    read_folder_json,
+)
+from phyprompt.commands.common import fail
 from phyprompt.devices import DTYPE_BY_NAME
 
 from .sft import MANIFEST
@@ -172,8 +178,7 @@ def main(argv=None) -> int:
     try:
         path = export(args.adapter, args.out, args.base, args.keep_adapter, args.dtype, args.overwrite)
     except (ModelFolderError, OSError) as error:  # RefinerLoadError and ExportError are ModelFolderErrors
-        print(f"train.export: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        return fail(str(error), prog="train.export")
     how = "adapter" if args.keep_adapter else "merged model"
     print(f"train.export: wrote {path} ({how}); load it with: python -m phyprompt refine --model "
           + (f"<base> --adapter {path}" if args.keep_adapter else str(path)) + ' "a prompt"', file=sys.stderr)

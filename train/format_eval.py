@@ -16,10 +16,9 @@ import json
 import sys
 from collections import Counter
 
-from phyprompt.targets import TARGET_NAMES
+from .data.schema import TRAINING_TARGETS
 
 DEFAULT_PROMPTS = "train/data/heldout_prompts.txt"
-TRAINING_TARGETS = tuple(t for t in TARGET_NAMES if t != "generic")
 
 
 def usable(refinement) -> bool:
@@ -60,6 +59,7 @@ def format_table(name: str, result: dict, prompts: int) -> str:
 
 
 def main(argv=None) -> int:
+    from phyprompt.commands.common import fail
     from phyprompt.loading import RefinerLoadError
     from phyprompt.progress import TqdmProgress
     from phyprompt.refiner import Refiner
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
             raise PromptListError(f"{args.prompts} holds no prompts")
         refiner = Refiner.load(args.model, adapter=args.adapter, device="auto")
     except (PromptListError, RefinerLoadError) as error:
-        print(f"train.format_eval: error: {error}", file=sys.stderr)
-        return 1
+        return fail(str(error), prog="train.format_eval")
     with TqdmProgress("refining", "tok") as bar:
         result = evaluate(refiner, prompts, tuple(args.target or TRAINING_TARGETS), args.max_new_tokens,
                           args.batch_size, bar)

@@ -73,8 +73,9 @@ def main(argv=None) -> int:
             raise GGUFImportError(f"GGUF file not found: {gguf}")
         convert_gguf(gguf, args.out)
     except (GGUFImportError, ImportError, OSError, ValueError) as error:  # ImportError: gguf not installed
-        print(f"train.gguf_import: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        from phyprompt.commands.common import fail
+
+        return fail(str(error), prog="train.gguf_import")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

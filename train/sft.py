@@ -178,7 +178,7 @@ def base_model(model_args, training_args):
     (QLoRA) settings. trl loads it inside the trainer, so accelerate, DeepSpeed and FSDP place the weights."""
     from transformers import AutoTokenizer
 
-    from phyprompt.loading import check_model_folder, is_hub_id
+    from phyprompt.loading import check_model_folder, first_line, is_hub_id
 
     name = model_args.model_name_or_path
     if not name:
@@ -194,8 +194,7 @@ def base_model(model_args, training_args):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
     except (OSError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise TrainingSetupError(f"could not load the tokenizer of {name}: {first}") from error
+        raise TrainingSetupError(f"could not load the tokenizer of {name}: {first_line(error)}") from error
     init = dict(common, dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation)
     return tokenizer, init
 
@@ -212,6 +211,8 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
     """Fine-tune as the three configs say; returns the final metrics."""
     from datasets import Dataset
     from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+    from phyprompt.loading import first_line
 
     from .plot import plot_loss
 
@@ -237,8 +238,7 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
             quantization_config=get_quantization_config(model_args), callbacks=list(callbacks),
         )
     except (OSError, ImportError) as error:  # unreadable weights; bitsandbytes missing for 4/8-bit
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise TrainingSetupError(f"could not load {model_args.model_name_or_path}: {first}") from error
+        raise TrainingSetupError(f"could not load {model_args.model_name_or_path}: {first_line(error)}") from error
     checkpoint = resume_point(training_args)
     if checkpoint:
         print(f"train.sft: resuming from {checkpoint}", file=sys.stderr)
@@ -274,18 +274,16 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
+    from phyprompt.commands.common import fail
     from phyprompt.loading import RefinerLoadError
 
     try:
         data_args, training_args, model_args, recipe = parse(argv)
         metrics = run(data_args, training_args, model_args, recipe)
     except (TrainingSetupError, RefinerLoadError) as error:
-        print(f"train.sft: error: {error}", file=sys.stderr)
-        return 1
+        return fail(str(error), prog="train.sft")
     except KeyboardInterrupt:
-        print("train.sft: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return 1
+        return fail("interrupted; run the same command again to resume from the last checkpoint", prog="train.sft")
     print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=2))
     print(f"train.sft: wrote {training_args.output_dir} (loss curve: loss.png)", file=sys.stderr)
     return 0

@@ -1,7 +1,9 @@
-"""What every subcommand shares: messages on stderr, progress bars, quieting the libraries."""
+"""What every command line shares (phyprompt's and train's): messages on stderr, argument types,
+progress bars, quieting the libraries."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,10 +11,20 @@ from contextlib import contextmanager
 from ..progress import TqdmProgress
 
 
-def fail(message: str) -> int:
-    """One `phyprompt: error: …` line on stderr; the exit code for a failure the user can fix."""
-    print(f"phyprompt: error: {one_line(message)}", file=sys.stderr)
+def fail(message: str, prog: str = "phyprompt") -> int:
+    """One `<prog>: error: …` line on stderr; the exit code for a failure the user can fix."""
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
     return 1
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+positive_int.__name__ = "whole number"  # argparse says "invalid whole number value: 'abc'"
 
 
 def warn(message: str) -> None:

@@ -7,7 +7,7 @@ on a CPU. ComfyUI recognises SD1.5 by the UNet's base width (320) and text width
 and level count from the weights, so the UNet here has one level with one block (a few million
 parameters) and is built with ComfyUI's own UNet class, in a subprocess with the ComfyUI tree on the path.
 ComfyUI builds the VAE and the CLIP-L text encoder at their fixed real sizes, so those are full size.
-Weights are random (fp16 on disk, ~420 MB); the images are noise, the code paths are real.
+Weights are random (fp16 on disk, ~465 MB); the images are noise, the code paths are real.
 """
 
 from __future__ import annotations

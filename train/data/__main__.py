@@ -9,25 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phyprompt.commands.common import fail, positive_int
 from phyprompt.targets import TARGET_NAMES
 
 from .prompts import PromptListError, read_prompt_list
-from .schema import prompt_key, read_examples, write_examples
+from .schema import TRAINING_TARGETS, prompt_key, read_examples, write_examples
 
 PROG = "python -m train.data"
-TRAINING_TARGETS = tuple(t for t in TARGET_NAMES if t != "generic")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _fail(message: str) -> int:
-    print(f"train.data: error: {message}", file=sys.stderr)
-    return 1
+    return fail(message, prog="train.data")
 
 
 def _target_tokenizers(pairs: list[str]) -> dict:
@@ -128,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--device", help="device for a local teacher (default: auto)")
     teach.add_argument("--temperature", type=float, default=0.0)
     teach.add_argument("--max-new-tokens", type=int, default=512)
-    teach.add_argument("--batch-size", type=_positive_int, default=8)
+    teach.add_argument("--batch-size", type=positive_int, default=8)
     teach.add_argument("--quiet", action="store_true", help="no progress bar")
     teach.set_defaults(run=_generate)
     return parser
@@ -144,7 +136,7 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except (PromptListError, SourceFormatError, TeacherError, RefinerLoadError, ValueError, OSError) as error:
-        return _fail(" ".join(str(error).split()))
+        return _fail(str(error))
     except KeyboardInterrupt:
         return _fail("interrupted; what was written so far is kept, rerun to resume")
 

@@ -30,6 +30,10 @@ from phyprompt.targets import TARGET_NAMES
 
 CATEGORIES = ("mechanics", "fluids", "deformation", "thermal", "optics", "interactions", "material", "other")
 
+# The targets an example can be written for: the video models with a known budget ("generic" is a
+# fallback for inference, not something to train for).
+TRAINING_TARGETS = tuple(t for t in TARGET_NAMES if t != "generic")
+
 REQUIRED_TEXT = ("id", "user_prompt", "reasoning", "refined_prompt", "category", "target", "source")
 FIELDS = REQUIRED_TEXT + ("laws", "subcategory")
 
