@@ -6,9 +6,9 @@ each, three ways, and prints wall time, generated tokens per second and speed-up
 
   1. one at a time: a bare `model.generate` per prompt in a loop, which is what other prompt-enhancer
      nodes do (the baseline of the "vs loop" column);
-  2. the project's refine called once per prompt (`Refiner.refine([prompt])` in a loop), for reference:
+  2. the project's refine called once per prompt (`LocalRefiner.refine([prompt])` in a loop), for reference:
      it already gains from the cached shared instruction prefix;
-  3. batched refine: `Refiner.refine(prompts, batch_size=N, progress=...)`, one batch of all N;
+  3. batched refine: `LocalRefiner.refine(prompts, batch_size=N, progress=...)`, one batch of all N;
   4. bare generate: one left-padded `model.generate` over the same rendered texts with the same
      stop settings, and nothing else (no prefix cache, no parsing, no budget fitting, no progress).
 
@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from phyprompt.contract import PROMPT_CLOSE  # noqa: E402
-from phyprompt.refiner import Refiner, _greedy_overrides  # noqa: E402
+from phyprompt.refiners.local import LocalRefiner, _greedy_overrides  # noqa: E402
 from train.gguf_import import GGUFImportError, convert_gguf, find_smollm2_gguf  # noqa: E402
 
 TARGET = "cogvideox"
@@ -110,7 +110,7 @@ def trimmed_rows(new_tokens: torch.Tensor, end_id: int) -> list[list[int]]:
     return rows
 
 
-def bare_generate(refiner: Refiner, texts: list[str], max_new_tokens: int) -> list[str]:
+def bare_generate(refiner: LocalRefiner, texts: list[str], max_new_tokens: int) -> list[str]:
     """What the batched refine does at its core, with nothing around it: tokenise, generate, decode."""
     model, tokenizer = refiner.model, refiner.tokenizer
     tokenizer.padding_side = "left"
@@ -149,9 +149,9 @@ def main() -> None:
             convert_gguf(args.gguf or find_smollm2_gguf(), args.model_dir)
         except GGUFImportError as error:
             sys.exit(f"{error} (or pass --model-dir with a Hugging Face folder)")
-    refiner = Refiner.load(args.model_dir, device="cpu")
+    refiner = LocalRefiner.load(args.model_dir, device="cpu")
     model, tokenizer = refiner.model, refiner.tokenizer
-    end_id = tokenizer.pad_token_id  # == EOS for this refiner (Refiner sets pad to EOS when missing)
+    end_id = tokenizer.pad_token_id  # == EOS for this refiner (LocalRefiner sets pad to EOS when missing)
 
     prompts = list(itertools.islice(itertools.cycle(PROMPTS), args.prompts))
     n, new = len(prompts), args.new_tokens

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from ..phyprompt.devices import DTYPES
-from ..phyprompt.loading import QUANTIZATIONS
+from ..phyprompt.refiners.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
 from .memory import Managed, managed, progress_bar
@@ -65,14 +65,14 @@ class LoadPhysicsRefiner(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, adapter, merge_adapter, dtype, device, quantization) -> io.NodeOutput:
-        from ..phyprompt.refiner import Refiner
+        from ..phyprompt.refiners.local import LocalRefiner
 
         path = model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
         adapter_path = None if adapter == NO_ADAPTER else model_folders.resolve(
             adapter, model_folders.refiner_adapters(), "adapter")
         load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
         offload_device = mm.text_encoder_offload_device() if device == "auto" else load_device
-        refiner = Refiner.load(
+        refiner = LocalRefiner.load(
             path, adapter_path, merge_adapter=merge_adapter, dtype=dtype, device=str(load_device),
             load_on=str(offload_device), quantization=quantization,
         )

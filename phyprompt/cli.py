@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .commands.common import positive_int
 from .devices import DTYPES
-from .loading import DEFAULT_MODEL, QUANTIZATIONS
+from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
 from .video.backend import BACKEND_NAMES, OFFLOAD_MODES, backend_class
 from .video.writer import SUPPORTED_SUFFIXES

@@ -31,9 +31,9 @@ def tiny_adapter_dir(tiny_refiner_dir, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_refiner(tiny_refiner_dir):
-    from phyprompt.refiner import Refiner
+    from phyprompt.refiners.local import LocalRefiner
 
-    return Refiner.load(tiny_refiner_dir, device="cpu")
+    return LocalRefiner.load(tiny_refiner_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

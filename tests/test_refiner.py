@@ -8,16 +8,17 @@ import pytest
 import torch
 
 from phyprompt.budget import TokenizerCounter
-from phyprompt.loading import RefinerLoadError
+from phyprompt.refiners.loading import RefinerLoadError
 from phyprompt.progress import Cancelled
-from phyprompt.refiner import Refinement, Refiner
+from phyprompt.refiners import Refinement
+from phyprompt.refiners.local import LocalRefiner
 from support.tiny_refiner import (TRAINED_PROMPT, TRAINED_REASONING, build_model, build_tokenizer,
                                   write_tiny_adapter, write_tiny_refiner)
 
 
 @pytest.fixture(scope="module")
 def trained_refiner(trained_refiner_dir):
-    return Refiner.load(trained_refiner_dir, device="cpu")
+    return LocalRefiner.load(trained_refiner_dir, device="cpu")
 
 
 # --- a successful refinement --------------------------------------------------------------------
@@ -174,7 +175,7 @@ def test_bad_options_are_rejected(tiny_refiner, options, message):
 
 def test_enormous_max_new_tokens_is_lowered_to_the_context():
     tokenizer = build_tokenizer()
-    refiner = Refiner(build_model(tokenizer, context=768), tokenizer)
+    refiner = LocalRefiner(build_model(tokenizer, context=768), tokenizer)
     totals = []
     (result,) = refiner.refine("a ball", max_new_tokens=10**9, progress=lambda d, t: totals.append(t))
     assert any("max_new_tokens lowered from 1000000000" in n for n in result.notes)
@@ -213,17 +214,17 @@ def test_injected_tags_cannot_close_the_instruction(tiny_refiner):
 
 def test_missing_folder(tmp_path):
     with pytest.raises(RefinerLoadError, match="refiner folder not found"):
-        Refiner.load(str(tmp_path / "nope"))
+        LocalRefiner.load(str(tmp_path / "nope"))
 
 
 def test_folder_without_config(tmp_path):
     with pytest.raises(RefinerLoadError, match="no config.json"):
-        Refiner.load(str(tmp_path))
+        LocalRefiner.load(str(tmp_path))
 
 
 def test_adapter_folder_chosen_as_model(tiny_adapter_dir):
     with pytest.raises(RefinerLoadError, match="looks like a PEFT adapter"):
-        Refiner.load(tiny_adapter_dir)
+        LocalRefiner.load(tiny_adapter_dir)
 
 
 def _copy_without_weights(source, target):
@@ -234,7 +235,7 @@ def _copy_without_weights(source, target):
 def test_folder_without_weights(tiny_refiner_dir, tmp_path):
     folder = _copy_without_weights(tiny_refiner_dir, tmp_path / "empty")
     with pytest.raises(RefinerLoadError, match="holds no weights"):
-        Refiner.load(folder)
+        LocalRefiner.load(folder)
 
 
 def test_corrupt_safetensors(tiny_refiner_dir, tmp_path):
@@ -242,7 +243,7 @@ def test_corrupt_safetensors(tiny_refiner_dir, tmp_path):
     with open(os.path.join(folder, "model.safetensors"), "wb") as f:
         f.write(os.urandom(4096))
     with pytest.raises(RefinerLoadError, match="not a valid safetensors file"):
-        Refiner.load(folder)
+        LocalRefiner.load(folder)
 
 
 def test_truncated_safetensors(tiny_refiner_dir, tmp_path):
@@ -250,7 +251,7 @@ def test_truncated_safetensors(tiny_refiner_dir, tmp_path):
     data = open(os.path.join(tiny_refiner_dir, "model.safetensors"), "rb").read()
     open(os.path.join(folder, "model.safetensors"), "wb").write(data[: len(data) // 2])
     with pytest.raises(RefinerLoadError, match="truncated"):
-        Refiner.load(folder)
+        LocalRefiner.load(folder)
 
 
 def test_missing_shard(tiny_refiner_dir, tmp_path):
@@ -261,13 +262,13 @@ def test_missing_shard(tiny_refiner_dir, tmp_path):
     with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
         json.dump(index, f)
     with pytest.raises(RefinerLoadError, match="missing weight shards: model-00002-of-00002"):
-        Refiner.load(folder)
+        LocalRefiner.load(folder)
 
 
 def test_adapter_changes_the_output_and_merging_keeps_it(tiny_refiner_dir, tiny_adapter_dir):
-    base = Refiner.load(tiny_refiner_dir).refine(PROMPTS, max_new_tokens=16)
-    adapted = Refiner.load(tiny_refiner_dir, tiny_adapter_dir).refine(PROMPTS, max_new_tokens=16)
-    merged = Refiner.load(tiny_refiner_dir, tiny_adapter_dir, merge_adapter=True).refine(PROMPTS, max_new_tokens=16)
+    base = LocalRefiner.load(tiny_refiner_dir).refine(PROMPTS, max_new_tokens=16)
+    adapted = LocalRefiner.load(tiny_refiner_dir, tiny_adapter_dir).refine(PROMPTS, max_new_tokens=16)
+    merged = LocalRefiner.load(tiny_refiner_dir, tiny_adapter_dir, merge_adapter=True).refine(PROMPTS, max_new_tokens=16)
     assert [r.raw for r in adapted] != [r.raw for r in base]
     assert [r.raw for r in merged] == [r.raw for r in adapted]
 
@@ -276,19 +277,19 @@ def test_adapter_for_another_base(tiny_refiner_dir, tmp_path):
     other = write_tiny_refiner(tmp_path / "wider", hidden_size=48)
     adapter = write_tiny_adapter(other, tmp_path / "wider-lora")
     with pytest.raises(RefinerLoadError, match="does not fit this refiner .*trained for .*wider"):
-        Refiner.load(tiny_refiner_dir, adapter)
+        LocalRefiner.load(tiny_refiner_dir, adapter)
 
 
 def test_adapter_folder_missing(tiny_refiner_dir, tmp_path):
     with pytest.raises(RefinerLoadError, match="adapter folder not found"):
-        Refiner.load(tiny_refiner_dir, str(tmp_path / "nope"))
+        LocalRefiner.load(tiny_refiner_dir, str(tmp_path / "nope"))
     with pytest.raises(RefinerLoadError, match="not a PEFT adapter"):
-        Refiner.load(tiny_refiner_dir, str(tmp_path))
+        LocalRefiner.load(tiny_refiner_dir, str(tmp_path))
 
 
 def test_tokenizer_without_chat_template_uses_the_plain_transcript(tmp_path):
     folder = write_tiny_refiner(tmp_path / "plain", chat_template=None)
-    refiner = Refiner.load(folder)
+    refiner = LocalRefiner.load(folder)
     from phyprompt.targets import get_target
 
     text = refiner.render("a ball", get_target("lavie"))
@@ -298,7 +299,7 @@ def test_tokenizer_without_chat_template_uses_the_plain_transcript(tmp_path):
 
 def test_quantization_needs_bitsandbytes_and_cuda(tiny_refiner_dir):
     with pytest.raises(RefinerLoadError, match="quantization (needs bitsandbytes|runs on CUDA)"):
-        Refiner.load(tiny_refiner_dir, quantization="4bit")
+        LocalRefiner.load(tiny_refiner_dir, quantization="4bit")
 
 
 @pytest.mark.parametrize("options, message", [
@@ -307,26 +308,26 @@ def test_quantization_needs_bitsandbytes_and_cuda(tiny_refiner_dir):
 ])
 def test_bad_load_options(tiny_refiner_dir, options, message):
     with pytest.raises(RefinerLoadError, match=message):
-        Refiner.load(tiny_refiner_dir, **options)
+        LocalRefiner.load(tiny_refiner_dir, **options)
 
 
 def test_hub_ids_are_only_fetched_when_allowed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RefinerLoadError, match="refiner folder not found: Qwen/Qwen2.5-1.5B-Instruct"):
-        Refiner.load("Qwen/Qwen2.5-1.5B-Instruct")
+        LocalRefiner.load("Qwen/Qwen2.5-1.5B-Instruct")
     # allowed, but this machine is offline (HF_HUB_OFFLINE): one clear line, not a traceback
     with pytest.raises(RefinerLoadError, match="could not load refiner Qwen/Qwen2.5-1.5B-Instruct"):
-        Refiner.load("Qwen/Qwen2.5-1.5B-Instruct", allow_download=True)
+        LocalRefiner.load("Qwen/Qwen2.5-1.5B-Instruct", allow_download=True)
 
 
 def test_dtype_choice_is_applied(tiny_refiner_dir):
-    refiner = Refiner.load(tiny_refiner_dir, dtype="bf16")
+    refiner = LocalRefiner.load(tiny_refiner_dir, dtype="bf16")
     assert next(refiner.model.parameters()).dtype == torch.bfloat16
     assert len(refiner.refine("a ball", max_new_tokens=4)) == 1
 
 
 def test_release_and_reload(tiny_refiner_dir):
-    refiner = Refiner.load(tiny_refiner_dir)
+    refiner = LocalRefiner.load(tiny_refiner_dir)
     before = refiner.refine("a ball", max_new_tokens=8)[0].raw
     refiner.release()
     assert not refiner.loaded
@@ -336,14 +337,14 @@ def test_release_and_reload(tiny_refiner_dir):
 
 def test_models_built_in_memory_work_without_a_spec():
     tokenizer = build_tokenizer()
-    refiner = Refiner(build_model(tokenizer), tokenizer)
+    refiner = LocalRefiner(build_model(tokenizer), tokenizer)
     assert len(refiner.refine("a ball", max_new_tokens=4)) == 1
 
 
 def test_cached_instruction_prefix_gives_the_same_tokens_as_plain_generate(tiny_refiner):
     """The refiner computes the shared instruction prefix once and pads after it; the tokens must be
     exactly those of a plain left-padded generate over the same texts."""
-    from phyprompt.refiner import _greedy_overrides
+    from phyprompt.refiners.local import _greedy_overrides
     from phyprompt.targets import get_target
 
     prompts = ["a cat", "a glass of water tips over and spills across the table", "ice melts in a pan"]

@@ -13,7 +13,7 @@ from support.tiny_refiner import write_tiny_refiner
 
 from phyprompt.contract import parse_output
 from phyprompt.instruction import ASSISTANT_PREFIX
-from phyprompt.refiner import Refiner
+from phyprompt.refiners.local import LocalRefiner
 from train.data.schema import read_examples
 from train.export import main as export_main
 from train.sft import main as sft_main
@@ -53,7 +53,7 @@ def write_recipe(tmp_path: Path, model: str, out: Path, data: str = SEED, steps:
 
 def test_training_prompt_is_exactly_what_the_refiner_renders(tiny_refiner_dir):
     example = read_examples([SEED]).examples[0]
-    refiner = Refiner.load(tiny_refiner_dir, device="cpu")
+    refiner = LocalRefiner.load(tiny_refiner_dir, device="cpu")
     pair = prompt_completion(example, refiner.tokenizer)
     from phyprompt.targets import get_target
 
@@ -122,8 +122,8 @@ def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):
     card = (merged / "README.md").read_text()
     assert f"base_model: {tiny_refiner_dir}" in card and "Examples: 6" in card
     # the merged weights compute what base + adapter compute
-    reference = Refiner.load(tiny_refiner_dir, adapter=str(out), device="cpu")
-    exported = Refiner.load(str(merged), device="cpu")
+    reference = LocalRefiner.load(tiny_refiner_dir, adapter=str(out), device="cpu")
+    exported = LocalRefiner.load(str(merged), device="cpu")
     ids = torch.tensor([[5, 17, 42, 9, 3]])
     with torch.no_grad():
         torch.testing.assert_close(exported.model(ids).logits, reference.model(ids).logits, rtol=1e-4, atol=1e-4)
@@ -139,7 +139,7 @@ def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):
     assert export_main(["--adapter", str(out), "--out", str(merged), "--keep-adapter", "--overwrite"]) == 0
     assert not (merged / "model.safetensors").exists() and (merged / "adapter_model.safetensors").exists()
     assert sorted(p.name for p in merged.parent.iterdir()) == ["tiny-sft"]  # no .partial or .replaced left
-    kept = Refiner.load(tiny_refiner_dir, adapter=str(merged), device="cpu")
+    kept = LocalRefiner.load(tiny_refiner_dir, adapter=str(merged), device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(kept.model(ids).logits, reference.model(ids).logits)
 
@@ -150,8 +150,8 @@ def test_full_fine_tuning_and_export(tmp_path, tiny_refiner_dir):
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     target = tmp_path / "exported"
     assert export_main(["--adapter", str(out), "--out", str(target), "--dtype", "fp32"]) == 0
-    trained = Refiner.load(str(out), device="cpu").model.state_dict()
-    for name, tensor in Refiner.load(str(target), device="cpu").model.state_dict().items():
+    trained = LocalRefiner.load(str(out), device="cpu").model.state_dict()
+    for name, tensor in LocalRefiner.load(str(target), device="cpu").model.state_dict().items():
         torch.testing.assert_close(tensor, trained[name])
     assert export_main(["--adapter", str(out), "--out", str(tmp_path / "x"), "--keep-adapter"]) == 1
     assert export_main(["--adapter", str(out), "--out", str(out), "--overwrite"]) == 1  # never over the run
@@ -213,7 +213,7 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
     assert "has no chat template" in message and "chat_template_path" in message
 
     template = tmp_path / "template.jinja"
-    template.write_text(Refiner.load(tiny_refiner_dir, device="cpu").tokenizer.chat_template)
+    template.write_text(LocalRefiner.load(tiny_refiner_dir, device="cpu").tokenizer.chat_template)
     recipe = write_recipe(tmp_path, str(no_template), out, steps=1, extra=f"chat_template_path: {template}\n")
     assert sft_main(["--config", recipe]) == 0
     assert (out / "chat_template.jinja").read_text() == template.read_text()

@@ -113,7 +113,7 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
            overwrite: bool = False) -> Path:
     from transformers import AutoTokenizer
 
-    from phyprompt.loading import LoadSpec, load_model_and_tokenizer
+    from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer
 
     out_path = Path(out)
     if not os.path.isdir(run):

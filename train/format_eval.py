@@ -60,9 +60,9 @@ def format_table(name: str, result: dict, prompts: int) -> str:
 
 def main(argv=None) -> int:
     from phyprompt.commands.common import fail
-    from phyprompt.loading import RefinerLoadError
+    from phyprompt.refiners.loading import RefinerLoadError
     from phyprompt.progress import TqdmProgress
-    from phyprompt.refiner import Refiner
+    from phyprompt.refiners.local import LocalRefiner
 
     from .data.prompts import PromptListError, read_prompt_list
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         prompts = read_prompt_list(args.prompts)
         if not prompts:
             raise PromptListError(f"{args.prompts} holds no prompts")
-        refiner = Refiner.load(args.model, adapter=args.adapter, device="auto")
+        refiner = LocalRefiner.load(args.model, adapter=args.adapter, device="auto")
     except (PromptListError, RefinerLoadError) as error:
         return fail(str(error), prog="train.format_eval")
     with TqdmProgress("refining", "tok") as bar:

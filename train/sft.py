@@ -178,7 +178,7 @@ def base_model(model_args, training_args):
     (QLoRA) settings. trl loads it inside the trainer, so accelerate, DeepSpeed and FSDP place the weights."""
     from transformers import AutoTokenizer
 
-    from phyprompt.loading import check_model_folder, first_line, is_hub_id
+    from phyprompt.refiners.loading import check_model_folder, first_line, is_hub_id
 
     name = model_args.model_name_or_path
     if not name:
@@ -212,7 +212,7 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
     from datasets import Dataset
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
-    from phyprompt.loading import first_line
+    from phyprompt.refiners.loading import first_line
 
     from .plot import plot_loss
 
@@ -275,7 +275,7 @@ def parse(argv=None):
 
 def main(argv=None) -> int:
     from phyprompt.commands.common import fail
-    from phyprompt.loading import RefinerLoadError
+    from phyprompt.refiners.loading import RefinerLoadError
 
     try:
         data_args, training_args, model_args, recipe = parse(argv)

@@ -84,9 +84,9 @@ def _write(args, backend, request, refinement, videos) -> list[Path]:
 
 def _refine(args, counter):
     """The refinement of args.prompt for the backend, its budget counted with the model's tokenizer."""
-    from ..refiner import Refiner
+    from ..refiners.local import LocalRefiner
 
-    refiner = Refiner.load(args.refiner, args.adapter, dtype=args.dtype, device=args.device, allow_download=True)
+    refiner = LocalRefiner.load(args.refiner, args.adapter, dtype=args.dtype, device=args.device, allow_download=True)
     try:
         with progress_bar(args.quiet, "refining", "tok") as bar:
             [refinement] = refiner.refine(

@@ -10,7 +10,7 @@ from .common import fail, progress_bar, quiet_libraries
 
 
 def run(args) -> int:
-    from ..refiner import Refiner
+    from ..refiners.local import LocalRefiner
 
     if args.file:
         try:
@@ -25,7 +25,7 @@ def run(args) -> int:
             return fail("the prompt is empty: describe the scene you want to see")
     if args.quiet:
         quiet_libraries()
-    refiner = Refiner.load(
+    refiner = LocalRefiner.load(
         args.model, args.adapter, dtype=args.dtype, device=args.device, quantization=args.quantization,
         merge_adapter=args.merge_adapter, allow_download=True,
     )

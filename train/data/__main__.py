@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from phyprompt.loading import RefinerLoadError
+    from phyprompt.refiners.loading import RefinerLoadError
 
     from .builders import SourceFormatError
     from .teacher import TeacherError

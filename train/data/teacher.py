@@ -22,7 +22,7 @@ from typing import Protocol, Sequence
 
 from phyprompt.instruction import build_messages
 from phyprompt.progress import Progress
-from phyprompt.refiner import Refinement
+from phyprompt.refiners import Refinement
 from phyprompt.targets import get_target
 
 from .schema import Example, prompt_key, read_examples, write_examples
@@ -76,14 +76,14 @@ class Teacher(Protocol):
 
 
 class LocalTeacher:
-    """A local transformers model folder (or hub id, if it is already in the cache), through `Refiner`."""
+    """A local transformers model folder (or hub id, if it is already in the cache), through `LocalRefiner`."""
 
     def __init__(self, model: str, adapter: str | None = None, temperature: float = 0.0, seed: int = 0,
                  max_new_tokens: int = 512, **load_options):
-        from phyprompt.refiner import Refiner
+        from phyprompt.refiners.local import LocalRefiner
 
         self.name = os.path.basename(os.path.normpath(model))
-        self.refiner = Refiner.load(model, adapter=adapter, **load_options)
+        self.refiner = LocalRefiner.load(model, adapter=adapter, **load_options)
         self.options = dict(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
 
     def answer(self, prompts, target):

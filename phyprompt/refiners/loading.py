@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoints import ModelFolderError, check_weights_folder, read_folder_json
-from .devices import resolve_device, resolve_dtype
+from ..checkpoints import ModelFolderError, check_weights_folder, read_folder_json
+from ..devices import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Refining prompts: batched, seeded generation with a loaded refiner, parsed and fitted to a budget."""
+"""The local refiner: batched, seeded generation with a transformers model in this process, parsed and
+fitted to a budget."""
 
 from __future__ import annotations
 
@@ -6,92 +7,27 @@ import copy
 import gc
 import inspect
 import logging
-from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria, TopKLogitsWarper, TopPLogitsWarper
 
-from .budget import TokenCounter, TokenizerCounter, counter_for, fit_to_budget
-from .contract import PROMPT_CLOSE, parse_output
-from .instruction import ASSISTANT_PREFIX, build_messages, render_prompt
+from ..budget import TokenizerCounter, counter_for, fit_to_budget
+from ..contract import PROMPT_CLOSE
+from ..instruction import ASSISTANT_PREFIX, build_messages, render_prompt
+from ..progress import OptionalProgress
+from ..targets import TARGETS, Target, get_target
+from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
 from .loading import LoadSpec, load_model_and_tokenizer
-from .progress import OptionalProgress
-from .targets import TARGETS, Target, get_target
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_BATCH_SIZE = 8
 # When max_new_tokens is lowered to fit the refiner's context, this many tokens stay for the user's
-# prompt (a longer prompt is then shortened, see Refiner._fit_input).
+# prompt (a longer prompt is then shortened, see LocalRefiner._fit_input).
 _MIN_PROMPT_ROOM = 16
 # A shared prefix shorter than this is not worth a cached forward pass of its own.
 _MIN_CACHED_PREFIX = 32
-
-
-@dataclass(frozen=True)
-class Refinement:
-    """One refined prompt. `prompt` is always usable: the refined text, or the original on failure."""
-
-    original: str
-    prompt: str
-    reasoning: str
-    ok: bool
-    error: str | None
-    target: str
-    tokens: int
-    token_limit: int
-    token_counter: str
-    shortened: bool = False
-    dropped: str = ""
-    repairs: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
-    raw: str = ""
-
-    @property
-    def over_budget(self) -> bool:
-        return self.tokens > self.token_limit
-
-    def report(self) -> str:
-        """One line for people: token use, and anything that went wrong or was changed."""
-        counted = "estimated" if self.token_counter == "estimate" else f"counted with {self.token_counter}"
-        parts = [f"{self.tokens}/{self.token_limit} tokens for {self.target} ({counted})"]
-        if self.ok:
-            parts.append("refined")
-        else:
-            parts.append(f"kept the original prompt: {self.error}")
-        if self.shortened:
-            parts.append(f"shortened to fit, dropped: {self.dropped!r}")
-        if self.over_budget:
-            parts.append("over budget: the text encoder will truncate it")
-        if self.repairs:
-            parts.append("repaired " + ", ".join(self.repairs))
-        parts.extend(self.notes)
-        return "; ".join(parts)
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"report": self.report()}
-
-    @classmethod
-    def from_answer(cls, original: str, answer: str, target: str | Target, counter: TokenCounter | None = None,
-                    notes: tuple[str, ...] = ()) -> "Refinement":
-        """Parse a refiner's raw answer for `original` and fit it to the target's budget."""
-        target = get_target(target) if isinstance(target, str) else target
-        counter = counter or counter_for(target)
-        parsed = parse_output(answer)
-        common = dict(
-            original=original, reasoning=parsed.reasoning, target=target.name, token_limit=target.token_limit,
-            token_counter=counter.description, repairs=parsed.repairs, notes=notes, raw=answer,
-        )
-        if not parsed.ok:
-            return cls(prompt=original, ok=False, error=parsed.error, tokens=counter.count(original), **common)
-        fitted = fit_to_budget(parsed.prompt, counter, target.token_limit)
-        if not fitted.text:
-            return cls(prompt=original, ok=False, error="no part of the refined prompt fits the budget",
-                       tokens=counter.count(original), **common)
-        return cls(prompt=fitted.text, ok=True, error=None, tokens=fitted.tokens,
-                   shortened=fitted.shortened, dropped=fitted.dropped, **common)
 
 
 class _RowSeededSampler(LogitsProcessor):
@@ -134,13 +70,15 @@ class _ReportTokens(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class Refiner:
-    """A loaded refiner model and its tokenizer.
+class LocalRefiner:
+    """A refiner model and its tokenizer, loaded in this process (a `base.Refiner`).
 
     The model may be moved between devices by someone else (ComfyUI's model management does); every
     call reads its current device. `release()` drops the weights (the unload path for quantized models,
     which cannot be moved); the next call loads them again from the spec.
     """
+
+    in_process = True
 
     def __init__(self, model, tokenizer, spec: LoadSpec | None = None):
         self._model = model
@@ -155,7 +93,7 @@ class Refiner:
             tokenizer.pad_token = tokenizer.eos_token
 
     @classmethod
-    def load(cls, model: str, adapter: str | None = None, **options) -> "Refiner":
+    def load(cls, model: str, adapter: str | None = None, **options) -> "LocalRefiner":
         spec = LoadSpec(model=model, adapter=adapter, **options)
         return cls(*load_model_and_tokenizer(spec), spec=spec)
 
@@ -231,14 +169,7 @@ class Refiner:
         target = get_target(target) if isinstance(target, str) else target
         if not prompts:
             return []
-        for i, prompt in enumerate(prompts):
-            if not prompt or not prompt.strip():
-                where = "the prompt" if len(prompts) == 1 else f"prompt {i + 1}"
-                raise ValueError(f"{where} is empty: describe the scene you want to see")
-        if temperature < 0:
-            raise ValueError(f"temperature must be 0 (greedy) or more, not {temperature}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
+        check_request(prompts, temperature, max_new_tokens)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
 
