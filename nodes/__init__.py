@@ -3,10 +3,10 @@ they are what users' saved workflows refer to."""
 
 from comfy_api.latest import ComfyExtension, io
 
-from .refiner_nodes import LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList
-from .video_nodes import CogVideoXSampler, LoadCogVideoX
+from .refiner_nodes import LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList
+from .video_nodes import video_nodes
 
 
 class PhyPromptExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList, LoadCogVideoX, CogVideoXSampler]
+        return [LoadPhysicsRefiner, LoadAPIRefiner, PhysicsRefine, PhysicsRefineList, *video_nodes()]

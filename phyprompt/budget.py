@@ -126,3 +126,29 @@ def _close_sentence(text: str) -> str:
     """End a shortened prompt with a full stop so it reads as finished, replacing a dangling comma."""
     text = text.rstrip().rstrip(",;:，；：、").rstrip()
     return text if not text or text[-1] in ".!?。！？" else text + "."
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """How much of a text encoder's budget a prompt takes: the one "prompt too long" report, used by the
+    nodes and the CLI alike."""
+
+    tokens: int
+    limit: int
+    counter: str  # which tokenizer counted
+
+    @property
+    def over(self) -> bool:
+        return self.tokens > self.limit
+
+    def summary(self) -> str:
+        return f"{self.tokens}/{self.limit} tokens ({self.counter})"
+
+    def warning(self, what: str = "the prompt", reader: str = "the text encoder") -> str:
+        """Why the end of the prompt will not reach the model; only meaningful when `over`."""
+        return (f"{what} is {self.tokens} tokens ({self.counter}) and {reader} reads only {self.limit}; "
+                "the rest is cut off")
+
+
+def token_use(text: str, counter: TokenCounter, limit: int) -> TokenUse:
+    return TokenUse(counter.count(text), limit, counter.description)

@@ -6,7 +6,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-for path in (str(REPO), str(TESTS)):
+# tests/plugins holds a video backend installed the way a third-party one is (an entry point)
+PLUGINS = TESTS / "plugins"
+for path in (str(REPO), str(TESTS), str(PLUGINS)):
     if path not in sys.path:
         sys.path.insert(0, path)
 

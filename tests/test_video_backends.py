@@ -12,13 +12,18 @@ import pytest
 import torch
 
 from phyprompt.progress import Cancelled
-from phyprompt.video import BACKEND_NAMES, SampleRequest, VideoModelError, VideoSettingsError, load_backend
+from phyprompt.targets import TARGETS
+from phyprompt.video import (DiffusersFolder, SampleRequest, SingleFile, VideoModelError, VideoSettingsError,
+                             backend_names, load_backend)
+from phyprompt_toy_backend import write_toy_model
 from support.tiny_cogvideox import write_tiny_cogvideox
 
-# name -> (writer of a tiny model folder, small settings that backend can render quickly)
+# name -> (writer of a tiny model folder or file, small settings that backend can render quickly)
 TINY = {
     "cogvideox": (write_tiny_cogvideox, dict(steps=2, frames=9, width=32, height=16)),
+    "toy": (write_toy_model, dict(steps=2, frames=3, width=16, height=8)),  # tests/plugins: a third-party backend
 }
+SETTING_NAMES = ["steps", "guidance", "frames", "width", "height"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,7 @@ def tiny_folders(tmp_path_factory):
     return {name: write(tmp_path_factory.mktemp(name) / "model") for name, (write, _) in TINY.items()}
 
 
-@pytest.fixture(scope="module", params=BACKEND_NAMES)
+@pytest.fixture(scope="module", params=backend_names())
 def backend(request, tiny_folders):
     if request.param not in TINY:
         pytest.fail(f"backend {request.param!r} has no tiny test model in tests/test_video_backends.py::TINY")
@@ -35,13 +40,47 @@ def backend(request, tiny_folders):
 
 def small(backend, **overrides) -> SampleRequest:
     return SampleRequest(**({"prompt": "a red ball bounces on a wooden floor", "seed": 3}
-                            | TINY[backend.name][1] | overrides))
+                            | TINY[backend.info.name][1] | overrides))
 
 
 # --- the contract -------------------------------------------------------------------------------
 
+def test_the_plugin_backend_is_registered_after_the_built_in_ones():
+    assert backend_names() == ("cogvideox", "toy")
+
+
+def test_the_description_is_complete_and_consistent(backend):
+    info = backend.info
+    assert info.name in backend_names() and info.display_name and info.node_name.isidentifier()
+    assert info.target in TARGETS
+    assert isinstance(info.weights, (DiffusersFolder, SingleFile)) and info.weights.folder_kinds
+    assert [s.name for s in info.settings] == SETTING_NAMES
+    for setting in info.settings:
+        assert setting.minimum <= setting.default <= setting.maximum, setting
+    assert info.schedulers and info.fps > 0
+    assert set(info.load_keywords) == {o.name for o in info.load_options} | {c.name for c in info.components}
+    defaults = backend.defaults
+    assert defaults.scheduler in info.schedulers and defaults.fps == info.fps
+
+
+def test_settings_fill_defaults_and_check_the_described_ranges(backend):
+    filled = backend.settings(SampleRequest(prompt="a ball"))
+    assert list(filled) == [*SETTING_NAMES, "scheduler"]
+    assert filled["steps"] == backend.defaults.steps and filled["scheduler"] == backend.defaults.scheduler
+    top = next(s for s in backend.info.settings if s.name == "steps").maximum
+    with pytest.raises(VideoSettingsError, match=f"steps must be at most {top}, not {top + 1}"):
+        backend.settings(small(backend, steps=top + 1))
+
+
+def test_modules_hold_the_weights(backend):
+    modules = backend.modules()
+    assert modules, "a backend loaded without CPU offload hands its modules to the host's memory management"
+    assert all(isinstance(m, torch.nn.Module) for m in modules.values())
+    assert sum(t.numel() for m in modules.values() for t in [*m.parameters(), *m.buffers()]) > 0
+
+
 def test_frames_are_an_image_batch_in_0_1(backend):
-    settings = TINY[backend.name][1]
+    settings = TINY[backend.info.name][1]
     video = backend.sample(small(backend))
     assert video.frames.shape == (settings["frames"], settings["height"], settings["width"], 3)
     assert video.frames.dtype == torch.float32
@@ -68,7 +107,7 @@ def test_token_counting_uses_the_models_tokenizer(backend):
 
 
 def test_token_counter_without_the_weights_counts_like_the_model(backend, tiny_folders):
-    counter = type(backend).load_token_counter(tiny_folders[backend.name])
+    counter = type(backend).load_token_counter(tiny_folders[backend.info.name])
     assert counter.description == backend.description
     for text in ("a ball", "a red ball bounces on a wooden floor, " * 10, "猫が跳ぶ 🐱"):
         assert counter.count(text) == backend.count(text)
@@ -105,7 +144,7 @@ def test_bad_settings_are_one_line_errors(backend, overrides, message):
 
 
 def test_unknown_backend_name():
-    with pytest.raises(ValueError, match="unknown video backend 'sora'; choose one of: cogvideox"):
+    with pytest.raises(ValueError, match="unknown video backend 'sora'; choose one of: cogvideox, toy"):
         load_backend("sora", ".")
 
 
@@ -126,7 +165,7 @@ def test_cogvideox_defaults_follow_the_official_settings(cogvideox):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(width=44), "width 44 is not a multiple of 16 .*try 48"),
-    (dict(height=8), "height 8 is not a multiple of 16"),
+    (dict(height=8), r"height must be at least 16, not 8 \(CogVideoX is made for 480\)"),
     (dict(frames=5), r"CogVideoX makes 1 \+ 8·k frames \(e.g. 49\), not 5; try 9"),
     (dict(frames=0), "not 0"),
     (dict(scheduler="euler"), "unknown scheduler 'euler'; choose one of: dpm, ddim"),

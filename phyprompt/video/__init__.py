@@ -1,10 +1,14 @@
-"""Text-to-video backends behind one small interface, picked by name from a registry.
+"""Text-to-video backends behind one small interface, each describing itself (`BackendInfo`), picked by
+name from a registry.
 
-Importing this package is cheap: a backend's module (and diffusers) is imported when it is loaded.
+Importing this package is cheap: a backend's module is imported when its description is read, and
+diffusers (or whatever runs the model) only when it is loaded.
 """
 
-from .backend import (BACKEND_NAMES, OFFLOAD_MODES, SampleRequest, Video, VideoBackend, VideoModelError, VideoSettingsError,
-                      backend_class, load_backend)
+from .backend import (BackendInfo, Component, DiffusersFolder, LoadOption, SampleRequest, Setting, SingleFile, Video,
+                      VideoBackend, VideoModelError, VideoSettingsError, backend_class, backend_info, backend_names,
+                      load_backend)
 
-__all__ = ["BACKEND_NAMES", "OFFLOAD_MODES", "SampleRequest", "Video", "VideoBackend", "VideoModelError", "VideoSettingsError",
-           "backend_class", "load_backend"]
+__all__ = ["BackendInfo", "Component", "DiffusersFolder", "LoadOption", "SampleRequest", "Setting", "SingleFile",
+           "Video", "VideoBackend", "VideoModelError", "VideoSettingsError", "backend_class", "backend_info",
+           "backend_names", "load_backend"]

@@ -1,14 +1,25 @@
-"""The interface every video backend implements, and the registry that finds one by name.
+"""The interface every video backend implements, the description it gives of itself, and the registry
+that finds one by name.
+
+A backend describes itself once, in `info` (a `BackendInfo`): its names, the target whose token budget
+the refiner writes for, where its weights are found on disk, its sampling settings with defaults and
+valid ranges, its schedulers and its load options. The CLI's help and arguments, the ComfyUI nodes'
+widgets and queue-time checks, `generate` and the contract tests all read that description, so a new
+backend is one module plus one registry line — or, from another package, one entry point in the
+`phyprompt.video_backends` group — and nothing else changes.
 
 The CLI, the nodes, training rewards and evaluation pick a backend with a string and never import a
-backend module directly; VideoCrafter2 and LaVie plug in by adding a line to `_REGISTRY`.
+backend module directly.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from functools import cache
+from importlib.metadata import entry_points
+from typing import ClassVar, Union
 
 import torch
 
@@ -16,13 +27,14 @@ from ..budget import TokenCounter
 from ..checkpoints import ModelFolderError
 from ..progress import OptionalProgress
 
+log = logging.getLogger(__name__)
+
 # name -> "module:Class", relative to this package; imported on first use
 _REGISTRY = {
     "cogvideox": "cogvideox:CogVideoXBackend",
 }
-BACKEND_NAMES = tuple(_REGISTRY)
-# Memory options a diffusers backend takes (diffusers' CPU offload; model and sequential need a CUDA GPU)
-OFFLOAD_MODES = ("none", "model", "sequential")
+# Other packages add backends as entry points in this group: `name = "package.module:Class"`.
+ENTRY_POINT_GROUP = "phyprompt.video_backends"
 
 
 class VideoModelError(ModelFolderError):
@@ -31,6 +43,103 @@ class VideoModelError(ModelFolderError):
 
 class VideoSettingsError(ValueError):
     """Sampling settings the model cannot do (size, frames, steps, guidance); the message names the fix."""
+
+
+# --- the self-description ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setting:
+    """One sampling setting: a `SampleRequest` field with its official default and valid range."""
+
+    name: str  # steps, guidance, frames, width or height
+    default: int | float
+    minimum: int | float
+    maximum: int | float
+    step: int | float = 1  # the widget's step; the backend's own check says what the model really needs
+    help: str = ""
+
+    @property
+    def is_float(self) -> bool:
+        return isinstance(self.default, float)
+
+
+@dataclass(frozen=True)
+class LoadOption:
+    """A load-time choice beyond dtype and device (e.g. CPU offload): a boolean, or one of `choices`."""
+
+    name: str
+    default: str | bool
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class DiffusersFolder:
+    """Weights in a diffusers pipeline folder whose model_index.json names `pipeline_class`."""
+
+    pipeline_class: str
+    folder_kinds: tuple[str, ...]  # the ComfyUI model folders it is looked for in (models/<kind>/)
+    example: str = ""  # a hub folder users download, for help texts
+
+    def describe(self) -> str:
+        example = f", e.g. {self.example}" if self.example else ""
+        return f"a diffusers {self.pipeline_class} folder{example}"
+
+
+@dataclass(frozen=True)
+class Component:
+    """A folder a single-file checkpoint needs beside it (e.g. the VAE and text encoder of another model)."""
+
+    name: str  # the keyword `load` takes it as
+    weights: DiffusersFolder
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class SingleFile:
+    """Weights in one checkpoint file (`suffixes`), plus component folders it does not contain."""
+
+    suffixes: tuple[str, ...]
+    folder_kinds: tuple[str, ...]
+    components: tuple[Component, ...] = ()
+    example: str = ""
+
+    def describe(self) -> str:
+        example = f", e.g. {self.example}" if self.example else ""
+        return f"a {'/'.join(self.suffixes)} checkpoint file{example}"
+
+
+Weights = Union[DiffusersFolder, SingleFile]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str  # the registry name: --backend, generate's records, evaluation tables
+    display_name: str  # for people: node titles, help
+    node_name: str  # node ids PhyPromptLoad<node_name> and PhyPrompt<node_name>Sampler: users' saved data
+    target: str  # the refiner's target (phyprompt.targets): the text encoder's budget
+    weights: Weights
+    settings: tuple[Setting, ...]
+    schedulers: tuple[str, ...]  # the first is the default
+    fps: float
+    load_options: tuple[LoadOption, ...] = ()
+    summary: str = ""  # one sentence for help texts and node descriptions
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return getattr(self.weights, "components", ())
+
+    @property
+    def load_keywords(self) -> tuple[str, ...]:
+        """What `load` takes beyond the path, dtype and device: load options and component folders."""
+        return tuple(o.name for o in self.load_options) + tuple(c.name for c in self.components)
+
+    def official(self) -> str:
+        """The official settings in a few words, e.g. `50 steps, guidance 6, 49 frames, 720x480`."""
+        values = {s.name: s.default for s in self.settings}
+        parts = [f"{values.pop('steps')} steps", f"guidance {values.pop('guidance'):g}", f"{values.pop('frames')} frames"]
+        parts.append(f"{values.pop('width')}x{values.pop('height')}")
+        return ", ".join(parts + [f"{name} {value}" for name, value in values.items()])
 
 
 @dataclass(frozen=True)
@@ -67,47 +176,124 @@ class SampleDefaults:
     scheduler: str
 
 
-class VideoBackend(Protocol):
-    name: ClassVar[str]
-    schedulers: ClassVar[tuple[str, ...]]
+# --- the interface ------------------------------------------------------------------------------
+
+class VideoBackend:
+    """What the rest of the project asks of a video model. Subclasses set `info` and implement `load`,
+    `load_token_counter`, `sample`, the token properties, and `check` for what their model cannot do."""
+
+    info: ClassVar[BackendInfo]
 
     @classmethod
-    def load(cls, folder: str, *, dtype: str = "auto", device: str = "auto", **memory_options) -> "VideoBackend":
-        """Load from a local folder; raises VideoModelError with a one-line reason."""
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto", load_on: str | None = None,
+             **options) -> "VideoBackend":
+        """Load from a local folder or file (see `info.weights`); `options` are `info.load_options` and
+        `info.weights.components`. `device` is where it runs (it decides `auto` dtype); `load_on` where
+        the weights are put at load time when that differs (ComfyUI loads onto its offload device and
+        moves them itself). Raises VideoModelError with a one-line reason."""
+        raise NotImplementedError
 
     @classmethod
-    def load_token_counter(cls, folder: str) -> TokenCounter:
+    def load_token_counter(cls, path: str) -> TokenCounter:
         """The text encoder's tokenizer alone, without any weights, counting exactly as `count` does: a
         prompt can be fitted to the model (the refiner's budget) before the model itself is loaded."""
-
-    @property
-    def defaults(self) -> SampleDefaults: ...
+        raise NotImplementedError
 
     @property
     def token_limit(self) -> int:
         """Tokens the text encoder reads; the rest of a longer prompt is cut off."""
+        raise NotImplementedError
 
     @property
     def description(self) -> str:
         """Short name of the text encoder's tokenizer, for token reports."""
+        raise NotImplementedError
 
     def count(self, text: str) -> int:
         """Tokens `text` takes in this model's text encoder (a TokenCounter, for the refiner's budget)."""
+        raise NotImplementedError
+
+    @property
+    def defaults(self) -> SampleDefaults:
+        """The settings a request leaves out take; the official ones unless the model says otherwise."""
+        values = {s.name: s.default for s in self.info.settings}
+        return SampleDefaults(fps=self.info.fps, scheduler=self.info.schedulers[0], **values)
+
+    def modules(self) -> dict[str, torch.nn.Module] | None:
+        """The torch modules holding the weights, for a host's memory management (ComfyUI moves them
+        between devices); None when the backend moves its weights itself (e.g. diffusers' CPU offload)."""
+        raise NotImplementedError
+
+    def check(self, settings: dict) -> None:
+        """Raise VideoSettingsError for settings in range that this model still cannot render."""
 
     def settings(self, request: SampleRequest) -> dict:
-        """The request's settings with defaults filled in; VideoSettingsError for what the model can't do."""
+        """The request's settings with defaults filled in, checked against the ranges in `info` and by
+        `check`. Cheap: callers check before moving weights to the GPU."""
+        if not request.prompt or not request.prompt.strip():
+            raise VideoSettingsError("the prompt is empty: describe the scene you want to see")
+        defaults = self.defaults
+        settings = {}
+        for setting in self.info.settings:
+            value = getattr(request, setting.name)
+            value = getattr(defaults, setting.name) if value is None else value
+            _check_range(self.info, setting, value)
+            settings[setting.name] = value
+        settings["scheduler"] = request.scheduler or defaults.scheduler
+        if settings["scheduler"] not in self.info.schedulers:
+            raise VideoSettingsError(
+                f"unknown scheduler {settings['scheduler']!r}; choose one of: {', '.join(self.info.schedulers)}")
+        self.check(settings)
+        return settings
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
         """Render one video; `progress(step, steps)` after each denoising step may raise to cancel."""
+        raise NotImplementedError
+
+
+def _check_range(info: BackendInfo, setting: Setting, value) -> None:
+    made_for = f"{info.display_name} is made for {setting.default:g}"
+    if value < setting.minimum:
+        bound = "0 or more" if setting.minimum == 0 else f"at least {setting.minimum:g}"
+        raise VideoSettingsError(f"{setting.name} must be {bound}, not {value:g} ({made_for})")
+    if value > setting.maximum:
+        raise VideoSettingsError(f"{setting.name} must be at most {setting.maximum:g}, not {value:g} ({made_for})")
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+@cache
+def _all_backends() -> dict[str, str]:
+    """Built-in backends, then those other installed packages declare as entry points. A plugin that
+    cannot be imported is left out with a warning: it must not take the built-in backends down with it."""
+    found = {name: f"{__package__}.{target}" for name, target in _REGISTRY.items()}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in found:
+            continue
+        try:
+            point.load()
+        except Exception as exc:  # a broken third-party package; the interrupt is not raised here
+            log.warning("PhyPrompt: skipping video backend %r from %s: %s", point.name, point.value, exc)
+            continue
+        found[point.name] = point.value
+    return found
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(_all_backends())
 
 
 def backend_class(name: str) -> type[VideoBackend]:
     try:
-        module_name, class_name = _REGISTRY[name].split(":")
+        module_name, class_name = _all_backends()[name].split(":")
     except KeyError:
-        raise ValueError(f"unknown video backend {name!r}; choose one of: {', '.join(BACKEND_NAMES)}") from None
-    return getattr(importlib.import_module(f".{module_name}", __package__), class_name)
+        raise ValueError(f"unknown video backend {name!r}; choose one of: {', '.join(backend_names())}") from None
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_backend(name: str, folder: str, **options) -> VideoBackend:
-    return backend_class(name).load(folder, **options)
+def backend_info(name: str) -> BackendInfo:
+    return backend_class(name).info
+
+
+def load_backend(name: str, path: str, **options) -> VideoBackend:
+    return backend_class(name).load(path, **options)

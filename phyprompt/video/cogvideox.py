@@ -12,14 +12,40 @@ from ..budget import TokenizerCounter
 from ..checkpoints import check_weights_folder, read_folder_json
 from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
-from .backend import OFFLOAD_MODES, SampleDefaults, SampleRequest, Video, VideoModelError, VideoSettingsError
+from .backend import (BackendInfo, DiffusersFolder, LoadOption, SampleDefaults, SampleRequest, Setting, Video,
+                      VideoBackend, VideoModelError, VideoSettingsError)
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 TOKENIZER_DESCRIPTION = "the T5 tokenizer"
 _WEIGHTED_COMPONENTS = ("text_encoder", "transformer", "vae")
+# Memory options (diffusers' CPU offload; model and sequential need a CUDA GPU)
+OFFLOAD_MODES = ("none", "model", "sequential")
+
 # The official settings (THUDM's model cards and demo): 480x720, 49 frames, 50 steps, guidance 6,
 # saved at 8 fps, the DPM scheduler with dynamic CFG.
-_OFFICIAL = SampleDefaults(steps=50, guidance=6.0, frames=49, width=720, height=480, fps=8.0, scheduler="dpm")
+INFO = BackendInfo(
+    name="cogvideox",
+    display_name="CogVideoX",
+    node_name="CogVideoX",
+    target="cogvideox",
+    summary="CogVideoX 2B or 5B text-to-video on diffusers",
+    weights=DiffusersFolder(PIPELINE_CLASS, folder_kinds=("diffusers", "CogVideo"), example="THUDM/CogVideoX-2b"),
+    settings=(
+        Setting("steps", 50, 1, 500, help="Denoising steps (official: 50)."),
+        Setting("guidance", 6.0, 0.0, 30.0, step=0.1, help="Classifier-free guidance (official: 6)."),
+        Setting("frames", 49, 1, 1025, step=8, help="1 + 8·k frames (official: 49, about 6 s at 8 fps)."),
+        Setting("width", 720, 16, 2048, step=16),
+        Setting("height", 480, 16, 2048, step=16),
+    ),
+    schedulers=("dpm", "ddim"),
+    fps=8.0,
+    load_options=(
+        LoadOption("offload", "none", OFFLOAD_MODES,
+                   help="none: the host manages the memory. model / sequential: diffusers' CPU offload for small "
+                        "GPUs (slower; sequential is the slowest and smallest; CUDA only)."),
+        LoadOption("vae_tiling", True, help="Decode in tiles: much less VRAM."),
+    ),
+)
 
 
 def _safetensors_dtype(folder: str) -> torch.dtype | None:
@@ -56,21 +82,19 @@ def _dtype_argument(dtype: torch.dtype) -> dict:
     return {"dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype": dtype}
 
 
-class CogVideoXBackend:
-    name = "cogvideox"
-    schedulers = ("dpm", "ddim")
+class CogVideoXBackend(VideoBackend):
+    info = INFO
 
-    def __init__(self, pipeline, folder: str = ""):
+    def __init__(self, pipeline, folder: str = "", offload: str = "none"):
         self.pipeline = pipeline
         self.folder = folder
+        self.offload = offload
         self._counter = TokenizerCounter(pipeline.tokenizer, TOKENIZER_DESCRIPTION)
         self._schedulers = {}
 
     @classmethod
     def load(cls, folder: str, *, dtype: str = "auto", device: str = "auto", load_on: str | None = None,
              offload: str = "none", vae_slicing: bool = True, vae_tiling: bool = True) -> "CogVideoXBackend":
-        """`device` is where it runs (it decides `auto` dtype); `load_on` where the weights are put at
-        load time when that differs (ComfyUI loads onto its offload device and moves them itself)."""
         check_folder(folder)  # these checks come before importing diffusers (seconds): fail fast
         if offload not in OFFLOAD_MODES:
             raise VideoSettingsError(f"unknown offload {offload!r}; choose one of: {', '.join(OFFLOAD_MODES)}")
@@ -100,7 +124,7 @@ class CogVideoXBackend:
             pipeline.enable_sequential_cpu_offload(device=run_on)
         else:
             pipeline.to(resolve_device(load_on or run_on, VideoModelError))
-        return cls(pipeline, folder)
+        return cls(pipeline, folder, offload)
 
     @classmethod
     def load_token_counter(cls, folder: str) -> TokenizerCounter:
@@ -137,11 +161,18 @@ class CogVideoXBackend:
         """The official settings, scaled to this transformer's own sample size (equal for 2B and 5B)."""
         spatial = self.pipeline.vae_scale_factor_spatial
         config = self.transformer_config
+        official = super().defaults
         return SampleDefaults(
-            steps=_OFFICIAL.steps, guidance=_OFFICIAL.guidance, fps=_OFFICIAL.fps, scheduler=_OFFICIAL.scheduler,
+            steps=official.steps, guidance=official.guidance, fps=official.fps, scheduler=official.scheduler,
             frames=int(config.sample_frames), width=int(config.sample_width) * spatial,
             height=int(config.sample_height) * spatial,
         )
+
+    def modules(self) -> dict[str, torch.nn.Module] | None:
+        if self.offload != "none":  # diffusers' offload hooks move the weights themselves
+            return None
+        pipeline = self.pipeline
+        return {"transformer": pipeline.transformer, "vae": pipeline.vae, "text_encoder": pipeline.text_encoder}
 
     def _scheduler(self, name: str):
         from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
@@ -151,25 +182,9 @@ class CogVideoXBackend:
             self._schedulers[name] = kind.from_config(self.pipeline.scheduler.config)
         return self._schedulers[name]
 
-    def settings(self, request: SampleRequest) -> dict:
-        """The request with defaults filled in, checked against what this model can do (cheap: callers
-        check before moving weights to the GPU)."""
-        if not request.prompt or not request.prompt.strip():
-            raise VideoSettingsError("the prompt is empty: describe the scene you want to see")
-        d = self.defaults
-        scheduler = request.scheduler or d.scheduler
-        if scheduler not in self.schedulers:
-            raise VideoSettingsError(f"unknown scheduler {scheduler!r}; choose one of: {', '.join(self.schedulers)}")
-        steps = d.steps if request.steps is None else request.steps
-        guidance = d.guidance if request.guidance is None else request.guidance
-        frames = d.frames if request.frames is None else request.frames
-        width = d.width if request.width is None else request.width
-        height = d.height if request.height is None else request.height
-        if steps < 1:
-            raise VideoSettingsError(f"steps must be at least 1, not {steps} (CogVideoX is made for 50)")
-        if guidance < 0:
-            raise VideoSettingsError(f"guidance must be 0 or more, not {guidance} (CogVideoX is made for 6)")
+    def check(self, settings: dict) -> None:
         multiple = self.pipeline.vae_scale_factor_spatial * self.transformer_config.patch_size
+        width, height, frames = settings["width"], settings["height"], settings["frames"]
         for label, value in (("width", width), ("height", height)):
             if value < multiple or value % multiple:
                 nearest = max(multiple, math.ceil(value / multiple) * multiple)
@@ -181,16 +196,15 @@ class CogVideoXBackend:
         if frames < 1 or (frames - 1) % step:
             nearest = max(0, math.ceil((frames - 1) / step)) * step + 1
             raise VideoSettingsError(f"CogVideoX makes 1 + {step}·k frames (e.g. 49), not {frames}; try {nearest}")
+        d = self.defaults
         if self.transformer_config.use_learned_positional_embeddings and (width, height) != (d.width, d.height):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")
-        return dict(num_inference_steps=steps, guidance_scale=guidance, num_frames=frames, width=width, height=height,
-                    scheduler=scheduler)
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
         settings = self.settings(request)
-        scheduler = settings.pop("scheduler")
+        scheduler = settings["scheduler"]
         self.pipeline.scheduler = self._scheduler(scheduler)
-        steps = settings["num_inference_steps"]
+        steps = settings["steps"]
 
         def on_step_end(pipeline, step, timestep, tensors):
             if progress is not None:
@@ -205,7 +219,11 @@ class CogVideoXBackend:
             output_type="np",
             max_sequence_length=self.token_limit,
             callback_on_step_end=on_step_end,
-            **settings,
+            num_inference_steps=steps,
+            guidance_scale=settings["guidance"],
+            num_frames=settings["frames"],
+            width=settings["width"],
+            height=settings["height"],
         )
         frames = torch.from_numpy(output.frames[0]).float().clamp_(0.0, 1.0)
         return Video(frames=frames, fps=self.defaults.fps)

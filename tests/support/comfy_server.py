@@ -49,6 +49,7 @@ class ComfyServer:
         self.workdir = workdir
         self.tree = workdir / "comfyui"
         self.base = workdir / "base"
+        self.site = workdir / "site"  # the library alone, importable as `phyprompt`
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = uuid.uuid4().hex
@@ -65,6 +66,8 @@ class ComfyServer:
         (self.base / "custom_nodes").mkdir(parents=True)
         (self.base / "custom_nodes" / PACK_NAME).symlink_to(PACK_ROOT, target_is_directory=True)
         (self.models_dir / "LLM").mkdir(parents=True)
+        self.site.mkdir()
+        (self.site / "phyprompt").symlink_to(PACK_ROOT / "phyprompt", target_is_directory=True)
 
     def start(self, extra_args: tuple[str, ...] = (), timeout: float = 120) -> None:
         log = open(self.log_path, "ab")
@@ -73,7 +76,10 @@ class ComfyServer:
              "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
              "--disable-auto-launch", *extra_args],
             cwd=self.tree, stdout=log, stderr=subprocess.STDOUT,
-            env=os.environ | {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            # tests/plugins: the test-only video backend, installed the way a third-party one is; it imports
+            # the library as `phyprompt`, as a pip-installed plugin would
+            env=os.environ | {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                              "PYTHONPATH": os.pathsep.join([str(PACK_ROOT / "tests" / "plugins"), str(self.site)])},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
