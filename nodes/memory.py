@@ -28,14 +28,23 @@ class Managed:
 
     With a patcher, ComfyUI moves the weights to the GPU before a run and may offload them when
     another model needs the memory. Without one (bitsandbytes weights, diffusers' own CPU offload),
-    other models are evicted before a run and `after_run` frees this one's memory after it.
+    other models are evicted before a run and `after_run` frees this one's memory after it. `remote`:
+    the weights live in another process (a refiner on a server), so ComfyUI's model management is
+    never touched for it. `repatch` (see `unloaded_after_run`): a patched model whose weights `after_run`
+    drops; it leaves ComfyUI's model management after each run and comes back through a new patcher.
     """
 
     model: Any
     patcher: comfy.model_patcher.ModelPatcher | None = None
     after_run: Callable[[], None] | None = field(default=None)
+    remote: bool = False
+    repatch: Callable[[], comfy.model_patcher.ModelPatcher] | None = None
 
     def ready(self):
+        if self.remote:
+            return self.model
+        if self.patcher is None and self.repatch is not None:
+            self.patcher = self.repatch()
         if self.patcher is not None:
             mm.load_models_gpu([self.patcher], force_full_load=True)
         else:
@@ -44,20 +53,49 @@ class Managed:
         return self.model
 
     def done(self) -> None:
+        if self.repatch is not None and self.patcher is not None:
+            _unload(self.patcher)
+            self.patcher = None  # it holds the weights too: without it, after_run can free them
         if self.after_run is not None:
             self.after_run()
 
 
-def managed(model: Any, modules: dict[str, torch.nn.Module] | None, load_device: torch.device,
-            offload_device: torch.device, after_run: Callable[[], None] | None = None) -> Managed:
-    """`modules` None: ComfyUI cannot move this model (see Managed)."""
-    if modules is None:
-        return Managed(model, None, after_run)
+def _unload(patcher: comfy.model_patcher.ModelPatcher) -> None:
+    """Take one model out of ComfyUI's loaded models and leave the others (as newer cores'
+    unload_model_and_clones does; 0.3.75 lacks it)."""
+    others = [loaded for loaded in mm.current_loaded_models if loaded.model is not patcher]
+    mm.free_memory(1e30, patcher.load_device, keep_loaded=others)
+
+
+def _patcher(modules: dict[str, torch.nn.Module], load_device: torch.device,
+             offload_device: torch.device) -> comfy.model_patcher.ModelPatcher:
     holder = PhyPromptModules(modules)
-    patcher = comfy.model_patcher.ModelPatcher(
+    return comfy.model_patcher.ModelPatcher(
         holder, load_device=load_device, offload_device=offload_device, size=mm.module_size(holder)
     )
-    return Managed(model, patcher, after_run)
+
+
+def managed(model: Any, modules: dict[str, torch.nn.Module] | None, load_device: torch.device,
+            offload_device: torch.device) -> Managed:
+    """A model that stays loaded; `modules` None: ComfyUI cannot move it (see Managed)."""
+    if modules is None:
+        return Managed(model)
+    return Managed(model, _patcher(modules, load_device, offload_device))
+
+
+def unloaded_after_run(model: Any, modules: Callable[[], dict[str, torch.nn.Module]] | None,
+                       load_device: torch.device, offload_device: torch.device,
+                       release: Callable[[], None]) -> Managed:
+    """A model whose weights `release` drops after every run, freeing RAM and VRAM for the nodes after it;
+    using the model again loads them back. `modules()`: its torch modules as they are now (reloaded after a
+    release); None: ComfyUI cannot move it (see Managed)."""
+    if modules is None:
+        return Managed(model, None, release)
+
+    def repatch() -> comfy.model_patcher.ModelPatcher:
+        return _patcher(modules(), load_device, offload_device)
+
+    return Managed(model, repatch(), release, repatch=repatch)
 
 
 def progress_bar(total: int) -> Callable[[int, int], None]:

@@ -1,7 +1,9 @@
 """Where PhyPrompt's models live in ComfyUI's model folders (extra_model_paths.yaml included).
 
-Refiners and their adapters: Hugging Face folders under `models/LLM/`. Video models: diffusers pipeline
-folders under `models/diffusers/` or `models/CogVideo/` (where the established CogVideoX pack puts them).
+Refiners and their adapters: Hugging Face folders under `models/LLM/` (refiners also GGUF files). Video
+models: where each backend's description says (`BackendInfo.weights`): diffusers pipeline folders
+(CogVideoX: `models/diffusers/` or `models/CogVideo/`, where the established CogVideoX pack puts them) or
+single checkpoint files.
 """
 
 from __future__ import annotations
@@ -11,8 +13,19 @@ import os
 
 import folder_paths
 
+from ..phyprompt.refiners.loading import is_gguf
+from ..phyprompt.video.backend import Weights, backend_info, backend_names
+
 LLM = "LLM"
-VIDEO_KINDS = ("diffusers", "CogVideo")
+
+
+def weight_kinds(weights: Weights) -> tuple[str, ...]:
+    """The model folder kinds a backend's weights and their component folders are looked for in."""
+    components = getattr(weights, "components", ())
+    return tuple(dict.fromkeys((*weights.folder_kinds, *(k for c in components for k in c.weights.folder_kinds))))
+
+
+VIDEO_KINDS = tuple(dict.fromkeys(kind for name in backend_names() for kind in weight_kinds(backend_info(name).weights)))
 _MAX_DEPTH = 3  # models/LLM/<org>/<name>/ is as deep as people nest them
 
 # Core ComfyUI has no LLM (or CogVideo) folder kind; extra_model_paths.yaml may already have added
@@ -41,23 +54,35 @@ def _folders_holding(marker: str, kinds: tuple[str, ...], accept=lambda path: Tr
 
 
 def refiner_models() -> dict[str, str]:
-    return _folders_holding("config.json", (LLM,))
+    """Hugging Face folders and GGUF files (what llama.cpp and Ollama users have) under models/LLM."""
+    gguf_files = {name: folder_paths.get_full_path(LLM, name) for name in folder_paths.get_filename_list(LLM)
+                  if is_gguf(name)}
+    return dict(sorted((gguf_files | _folders_holding("config.json", (LLM,))).items()))
 
 
 def refiner_adapters() -> dict[str, str]:
     return _folders_holding("adapter_config.json", (LLM,))
 
 
-def video_models(pipeline_class: str) -> dict[str, str]:
-    """Diffusers folders whose model_index.json names `pipeline_class`."""
-    def is_pipeline(index_path: str) -> bool:
-        try:
-            with open(index_path, encoding="utf-8") as f:
-                return json.load(f).get("_class_name") == pipeline_class
-        except (OSError, ValueError):
-            return False
+def video_models(weights: Weights) -> dict[str, str]:
+    """Diffusers folders whose model_index.json names the pipeline class, or checkpoint files with the
+    layout's suffixes, under the layout's folder kinds."""
+    # duck-typed: a plugin backend may describe itself with another copy of the library's classes
+    if hasattr(weights, "pipeline_class"):
+        def is_pipeline(index_path: str) -> bool:
+            try:
+                with open(index_path, encoding="utf-8") as f:
+                    return json.load(f).get("_class_name") == weights.pipeline_class
+            except (OSError, ValueError):
+                return False
 
-    return _folders_holding("model_index.json", VIDEO_KINDS, is_pipeline)
+        return _folders_holding("model_index.json", weights.folder_kinds, is_pipeline)
+    found: dict[str, str] = {}
+    for kind in weights.folder_kinds:
+        for name in folder_paths.get_filename_list(kind):
+            if name.lower().endswith(weights.suffixes):
+                found.setdefault(name, folder_paths.get_full_path(kind, name))
+    return dict(sorted(found.items()))
 
 
 def resolve(name: str, folders: dict[str, str], what: str, kinds: tuple[str, ...] = (LLM,)) -> str:

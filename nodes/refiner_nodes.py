@@ -1,4 +1,4 @@
-"""Load Physics Refiner, Physics Refine and Physics Refine (List)."""
+"""Load Physics Refiner, Physics Refiner (API), Physics Refine and Physics Refine (List)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import torch
 from comfy_api.latest import io
 
 from ..phyprompt.devices import DTYPES
+from ..phyprompt.endpoint import (DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, EndpointError,
+                                  chat_completions_url, check_env_name, parse_keep_alive)
 from ..phyprompt.refiners.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
-from .memory import Managed, managed, progress_bar
+from .memory import Managed, managed, progress_bar, unloaded_after_run
 
 CATEGORY = "PhyPrompt"
 RefinerType = io.Custom("PHYPROMPT_REFINER")
 NO_ADAPTER = "none"
+KEEP_LOADED, UNLOAD = "keep loaded", "unload"
 MAX_NEW_TOKENS = 4096
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
@@ -29,11 +32,13 @@ class LoadPhysicsRefiner(io.ComfyNode):
             display_name="Load Physics Refiner",
             category=CATEGORY,
             description="Loads an LLM that rewrites prompts with explicit physics (a Hugging Face folder "
-                        "under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model).",
+                        "or a GGUF file under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model).",
             inputs=[
                 io.Combo.Input("model", options=list(model_folders.refiner_models()),
                                tooltip="A folder under models/LLM (or an LLM path in extra_model_paths.yaml) "
-                                       "holding config.json, the tokenizer and the weights."),
+                                       "holding config.json, the tokenizer and the weights, or a .gguf file "
+                                       "(llama.cpp, Ollama; needs pip install gguf). GGUF weights are "
+                                       "dequantised to float: they take the memory of the full-precision model."),
                 io.Combo.Input("adapter", options=[NO_ADAPTER, *model_folders.refiner_adapters()], default=NO_ADAPTER,
                                tooltip="Optional PEFT LoRA adapter folder (holds adapter_config.json)."),
                 io.Boolean.Input("merge_adapter", default=False,
@@ -43,8 +48,14 @@ class LoadPhysicsRefiner(io.ComfyNode):
                 io.Combo.Input("device", options=["auto", "cpu"], default="auto",
                                tooltip="auto: ComfyUI's GPU, offloaded when a video model needs the memory."),
                 io.Combo.Input("quantization", options=list(QUANTIZATIONS), default="none",
-                               tooltip="4/8-bit weights through bitsandbytes (CUDA only); the model is then "
-                                       "unloaded after each run instead of offloaded."),
+                               tooltip="4/8-bit weights through bitsandbytes (CUDA only; not for GGUF files); "
+                                       "the model is then always unloaded after each run."),
+                # optional, and last: workflows saved before it existed (API format without it, or six
+                # widget values) load with its default
+                io.Combo.Input("after_run", options=[KEEP_LOADED, UNLOAD], default=KEEP_LOADED, optional=True,
+                               tooltip="keep loaded: ready for the next run; ComfyUI offloads it when a video "
+                                       "model needs the memory. unload: its weights are freed (RAM and VRAM) "
+                                       "right after each refine and read from disk again on the next run."),
             ],
             outputs=[RefinerType.Output(display_name="refiner")],
         )
@@ -64,7 +75,8 @@ class LoadPhysicsRefiner(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, adapter, merge_adapter, dtype, device, quantization) -> io.NodeOutput:
+    def execute(cls, model, adapter, merge_adapter, dtype, device, quantization,
+                after_run=KEEP_LOADED) -> io.NodeOutput:
         from ..phyprompt.refiners.local import LocalRefiner
 
         path = model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
@@ -77,9 +89,76 @@ class LoadPhysicsRefiner(io.ComfyNode):
             load_on=str(offload_device), quantization=quantization,
         )
         if quantization != "none":
-            # bitsandbytes weights cannot be moved with .to(): release them after each run instead
-            return io.NodeOutput(managed(refiner, None, load_device, offload_device, after_run=refiner.release))
+            # bitsandbytes weights cannot be moved with .to(), so ComfyUI could not offload them
+            return io.NodeOutput(unloaded_after_run(refiner, None, load_device, offload_device, refiner.release))
+        if after_run == UNLOAD:
+            def modules():  # after a release, refiner.model reads the weights from disk again
+                return {"refiner": refiner.model}
+
+            return io.NodeOutput(unloaded_after_run(refiner, modules, load_device, offload_device, refiner.release))
         return io.NodeOutput(managed(refiner, {"refiner": refiner.model}, load_device, offload_device))
+
+
+class LoadAPIRefiner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PhyPromptLoadAPIRefiner",
+            display_name="Physics Refiner (API)",
+            category=CATEGORY,
+            description="Refines on an OpenAI-compatible server (Ollama, LM Studio, llama.cpp server, vLLM, "
+                        "OpenAI) instead of loading an LLM into ComfyUI. The model lives in the server's memory, "
+                        "which ComfyUI does not manage: keep_alive 0 makes Ollama free it as soon as the prompt "
+                        "is written, so the video model gets the VRAM.",
+            inputs=[
+                io.String.Input("url", default="http://127.0.0.1:11434/v1",
+                                tooltip="The server's API base (Ollama: http://127.0.0.1:11434/v1, LM Studio: "
+                                        "http://127.0.0.1:1234/v1, llama.cpp: http://127.0.0.1:8080/v1) or its "
+                                        "full /chat/completions address."),
+                io.String.Input("model", default="qwen2.5:7b",
+                                tooltip="The model name the server knows (Ollama: as in `ollama list`)."),
+                io.String.Input("api_key_env", default=DEFAULT_API_KEY_ENV,
+                                tooltip="The NAME of the environment variable that holds the API key, set before "
+                                        "ComfyUI starts; not set: no key is sent (local servers need none). The "
+                                        "key itself never goes in a widget: widgets are saved in every workflow "
+                                        "and PNG."),
+                io.Int.Input("timeout", default=int(DEFAULT_TIMEOUT), min=1, max=3600,
+                             tooltip="Seconds to wait for one answer (a model loading on the server counts "
+                                     "too); timeouts, 429 and 5xx answers are retried a few times."),
+                io.String.Input("keep_alive", default="0",
+                                tooltip="Ollama only: how long the server keeps the model in memory after the "
+                                        "run. 0 frees it at once for the video model, -1 keeps it loaded, 5m "
+                                        "keeps it five minutes. Empty: not sent (other servers)."),
+                io.Int.Input("max_concurrency", default=DEFAULT_MAX_CONCURRENCY, min=1, max=64,
+                             tooltip="How many prompts of a list are sent at once."),
+            ],
+            outputs=[RefinerType.Output(display_name="refiner")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, url, model, api_key_env, keep_alive) -> bool | str:
+        # checked at queue time, so a typo is reported before anything runs; a linked value (None here)
+        # is checked by execute
+        try:
+            if url is not None:
+                chat_completions_url(url)
+            if model is not None and not model.strip():
+                return "model is empty: give the model name the server knows, e.g. qwen2.5:7b"
+            if api_key_env is not None:
+                check_env_name(api_key_env)
+            if keep_alive is not None:
+                parse_keep_alive(keep_alive)
+        except EndpointError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
+    def execute(cls, url, model, api_key_env, timeout, keep_alive, max_concurrency) -> io.NodeOutput:
+        from ..phyprompt.refiners.api import APIRefiner
+
+        refiner = APIRefiner.load(url, model, api_key_env=api_key_env, timeout=timeout, keep_alive=keep_alive,
+                                  max_concurrency=max_concurrency)
+        return io.NodeOutput(Managed(refiner, remote=True))
 
 
 def _refine_inputs(prompt_tooltip: str) -> list:

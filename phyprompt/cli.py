@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .commands.common import positive_int
 from .devices import DTYPES
+from .endpoint import DEFAULT_API_KEY_ENV, EndpointError, check_env_name, parse_keep_alive
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
-from .video.backend import BACKEND_NAMES, OFFLOAD_MODES, backend_class
+from .video.backend import backend_info, backend_names
 from .video.writer import SUPPORTED_SUFFIXES
 
 DEFAULT_MAX_NEW_TOKENS = 512  # refiner.DEFAULT_MAX_NEW_TOKENS, without importing transformers for --help
@@ -57,6 +58,33 @@ def _video_file(text: str) -> str:
     return text
 
 
+def _argument(check):
+    """An argparse type from a check that raises EndpointError, with its message."""
+    def checked(text: str):
+        try:
+            return check(text)
+        except EndpointError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    checked.__name__ = check.__name__
+    return checked
+
+
+def _add_endpoint_options(command: argparse.ArgumentParser, local: str) -> None:
+    """A refiner on an OpenAI-compatible server, instead of the local one `local` names."""
+    group = command.add_argument_group(
+        "refiner on a server", f"An OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM, OpenAI) instead "
+                               f"of {local}.")
+    group.add_argument("--endpoint", metavar="URL",
+                       help="the API base, e.g. http://127.0.0.1:11434/v1 (Ollama), or its /chat/completions address")
+    group.add_argument("--endpoint-model", metavar="NAME", help="the model the server serves, e.g. qwen2.5:7b")
+    group.add_argument("--api-key-env", metavar="NAME", type=_argument(check_env_name), default=DEFAULT_API_KEY_ENV,
+                       help=f"the environment variable that holds the server's key (default: {DEFAULT_API_KEY_ENV}; "
+                            "not set: no key is sent)")
+    group.add_argument("--keep-alive", metavar="VALUE", type=_argument(parse_keep_alive),
+                       help="Ollama only: how long the server keeps the model loaded afterwards; 0 frees its memory "
+                            "at once, -1 keeps it, or a duration such as 5m (default: the server's)")
+
+
 def _add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--dtype", choices=DTYPES, default="auto")
     command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -73,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = refine.add_mutually_exclusive_group(required=True)
     source.add_argument("prompt", nargs="?", help="the prompt to refine")
-    source.add_argument("--file", metavar="PATH", help="a file with one prompt per line ('-' for stdin); JSONL out")
-    refine.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"refiner folder or Hugging Face hub id (default: {DEFAULT_MODEL})")
+    source.add_argument("--file", metavar="PATH", help="a prompt list: .txt with one prompt per line ('-' for stdin), "
+                        ".jsonl, .json or .csv (a prompt or caption field); JSONL out")
+    refine.add_argument("--model",  # None: DEFAULT_MODEL, unless --endpoint is given
+                        help=f"refiner folder, .gguf file (dequantised to float) or Hugging Face hub id "
+                             f"(default: {DEFAULT_MODEL})")
     refine.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply")
     refine.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights")
     refine.add_argument("--target", choices=TARGET_NAMES, default="cogvideox",
@@ -90,34 +120,52 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
     refine.add_argument("--json", action="store_true", help="print the whole result as JSON")
     refine.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_endpoint_options(refine, "--model")
 
-    schedulers = tuple(dict.fromkeys(s for name in BACKEND_NAMES for s in backend_class(name).schedulers))
+    backends = {name: backend_info(name) for name in backend_names()}
+    default_backend = next(iter(backends))
+    schedulers = tuple(dict.fromkeys(s for info in backends.values() for s in info.schedulers))
+    options = {option.name: option for info in backends.values() for option in info.load_options}
+    components = {c.name: c for info in backends.values() for c in info.components}
     generate = commands.add_parser(
         "generate",
         help="render a prompt to a video, refined first with --refiner",
         description=(
             "Render a prompt to a video file with a local text-to-video model, refining it first when "
-            f"--refiner is given. Backends: {', '.join(BACKEND_NAMES)}. Settings left out take the "
-            "backend's defaults (CogVideoX: 50 steps, guidance 6, 49 frames, 720x480). Prints the files "
-            "written: the video, the comparison (--compare) and a JSON record of the prompts and settings."
+            "--refiner is given. Settings left out take the backend's defaults. Prints the files written: "
+            "the video, the comparison (--compare) and a JSON record of the prompts and settings."
         ),
+        epilog="backends:\n" + "\n".join(
+            f"  {name}: {info.summary or info.display_name}; --model is {info.weights.describe()}; defaults "
+            f"{info.official()}, scheduler {'/'.join(info.schedulers)}, {info.fps:g} fps; the refiner writes "
+            f"for the {info.target} budget" for name, info in backends.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     generate.add_argument("prompt", help="what the video shows")
-    generate.add_argument("--backend", choices=BACKEND_NAMES, default=BACKEND_NAMES[0],
-                          help=f"the video model family (default: {BACKEND_NAMES[0]})")
-    generate.add_argument("--model", required=True, metavar="DIR", help="the video model's local folder")
-    generate.add_argument("--refiner", metavar="DIR", help="refine the prompt first with this refiner (folder or hub id)")
+    generate.add_argument("--backend", choices=tuple(backends), default=default_backend,
+                          help=f"the video model family (default: {default_backend})")
+    generate.add_argument("--model", required=True, metavar="PATH",
+                          help="the video model's local folder or checkpoint file (see backends below)")
+    generate.add_argument("--refiner", metavar="DIR",
+                          help="refine the prompt first with this refiner (folder, .gguf file or hub id)")
     generate.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter for the refiner")
     generate.add_argument("--seed", type=int, default=0, help="the same seed and settings give the same video")
     generate.add_argument("--steps", type=positive_int, help="denoising steps")
     generate.add_argument("--guidance", type=_non_negative(), help="classifier-free guidance scale")
-    generate.add_argument("--frames", type=positive_int, help="frame count (CogVideoX: 1 + 8k, e.g. 49)")
+    generate.add_argument("--frames", type=positive_int, help="frame count")
     generate.add_argument("--size", type=_size, metavar="WxH", help="width x height in pixels, e.g. 720x480")
     generate.add_argument("--scheduler", choices=schedulers, help="the sampler (default: the backend's)")
     generate.add_argument("--negative", default="", metavar="TEXT", help="a negative prompt")
     _add_model_options(generate)
-    generate.add_argument("--offload", choices=OFFLOAD_MODES, default="none",
-                          help="CPU offload of the video model to save GPU memory (needs CUDA; default: none)")
+    for option in options.values():  # each backend's load options, e.g. CogVideoX's --offload
+        flag = "--" + option.name.replace("_", "-")
+        if option.choices:
+            generate.add_argument(flag, choices=option.choices, help=f"{option.help} (default: {option.default})")
+        else:
+            generate.add_argument(flag, action=argparse.BooleanOptionalAction, help=option.help)
+    for component in components.values():  # folders a single-file checkpoint needs beside it
+        generate.add_argument("--" + component.name.replace("_", "-"), metavar="DIR",
+                              help=component.help or component.weights.describe())
     generate.add_argument("--out", type=_video_file, metavar="PATH",
                           help=f"the video file, {'/'.join(SUPPORTED_SUFFIXES)} (default: phyprompt-SEED.mp4)")
     generate.add_argument("--compare", action="store_true",
@@ -128,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0,
                           help="the refiner's sampling temperature; 0 = greedy (default)")
     generate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_endpoint_options(generate, "--refiner")
     parser.subcommands = {"refine": refine, "generate": generate}
     return parser
 
@@ -135,9 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_combinations(parser: _Parser, args) -> None:
     """What argparse cannot say itself: options that only make sense together."""
     command = parser.subcommands[args.command]
-    if args.command == "generate" and not args.refiner:
+    if args.command == "generate":
+        own = backend_info(args.backend).load_keywords
+        every = {name for backend in backend_names() for name in backend_info(backend).load_keywords}
+        for name in sorted(every - set(own)):
+            if getattr(args, name) is not None:
+                command.error(f"--{name.replace('_', '-')} is not an option of the {args.backend} backend")
+    local = {"refine": "model", "generate": "refiner"}[args.command]
+    if args.endpoint:
+        for name in (local, "adapter"):
+            if getattr(args, name):
+                command.error(f"--endpoint refines on a server: leave out --{name}, which is for a local refiner")
+        if not args.endpoint_model:
+            command.error("--endpoint needs --endpoint-model NAME, the model the server serves (e.g. qwen2.5:7b)")
+    elif args.endpoint_model or args.keep_alive is not None:
+        command.error("--endpoint-model and --keep-alive go with --endpoint URL")
+    if args.command == "generate" and not (args.refiner or args.endpoint):
         if args.compare:
-            command.error("--compare needs --refiner: it shows the original and the refined prompt side by side")
+            command.error("--compare needs --refiner (or --endpoint): it shows the original and the refined "
+                          "prompt side by side")
         if args.adapter:
             command.error("--adapter needs --refiner: it is an adapter for the refiner")
 

@@ -93,3 +93,15 @@ def test_help_lists_targets():
     assert run.returncode == 0
     for target in ("cogvideox", "videocrafter2", "lavie", "generic"):
         assert target in run.stdout
+
+
+def test_refine_file_reads_any_prompt_list_format(tiny_refiner_dir, tmp_path):
+    table = tmp_path / "prompts.csv"
+    table.write_text("id,caption\n1,a cat jumps\n2,\n3,ice melts\n", encoding="utf-8-sig")
+    run = phyprompt("refine", "--file", str(table), "--model", tiny_refiner_dir, "--max-new-tokens", "4", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["original"] for line in run.stdout.splitlines()] == ["a cat jumps", "ice melts"]
+    (tmp_path / "bad.jsonl").write_text('"a cat jumps"\n{"prompt": \n')
+    run = phyprompt("refine", "--file", str(tmp_path / "bad.jsonl"), "--model", tiny_refiner_dir)
+    assert run.returncode == 1 and "bad.jsonl:2: not valid JSON" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

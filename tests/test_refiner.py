@@ -3,10 +3,13 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import REPO
 from phyprompt.budget import TokenizerCounter
 from phyprompt.refiners.loading import RefinerLoadError
 from phyprompt.progress import Cancelled
@@ -372,3 +375,28 @@ def test_single_prompts_share_the_cached_instruction(tiny_refiner):
     assert len(tiny_refiner._prefix_caches) == 1  # one instruction prefix, computed once
     tiny_refiner.refine("a cat", "cogvideox", max_new_tokens=2)
     assert len(tiny_refiner._prefix_caches) == 2  # another target, another instruction
+
+
+def test_the_refiner_protocol_and_its_registry_are_light():
+    """`Refinement`, the protocol and the registry import neither torch nor transformers (a remote
+    refiner, the CLI's argument checks and evaluation code hold refinements without a model)."""
+    code = ("import sys, phyprompt.refiners as r; r.refiner_class('api'); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "[]", run.stderr
+
+
+@pytest.mark.parametrize("kind", ["local", "api"])
+def test_every_refiner_kind_follows_the_protocol(kind):
+    import inspect
+
+    from phyprompt.refiners import REFINER_KINDS, Refiner, refiner_class
+
+    assert kind in REFINER_KINDS
+    implementation = refiner_class(kind)
+    assert isinstance(implementation.in_process, bool) and callable(implementation.load)
+    for method in ("refine", "release"):
+        expected = inspect.signature(getattr(Refiner, method)).parameters
+        actual = inspect.signature(getattr(implementation, method)).parameters
+        assert list(expected) == [name for name in actual if name in expected], (kind, method)
+        assert all(actual[name].default == expected[name].default for name in expected), (kind, method)

@@ -272,7 +272,8 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
     })
     prompts = ["a glass is dropped", "a long story", "no tags at all", "cut short"]
     out = tmp_path / "teacher.jsonl"
-    teacher = EndpointTeacher(server.url, model="big-model", api_key="secret")
+    monkeypatch.setenv("TEACHER_KEY", "secret")
+    teacher = EndpointTeacher(server.url, model="big-model", api_key_env="TEACHER_KEY")
     calls = []
     summary = generate(teacher, prompts, out, ["lavie"], batch_size=2, progress=lambda d, t: calls.append((d, t)))
     assert (summary.kept, summary.rejected, summary.already_done) == (1, 3, 0)
@@ -299,7 +300,7 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
 
 
 def test_endpoint_errors_are_retried_or_reported(tmp_path, chat_server, monkeypatch):
-    monkeypatch.setattr("train.data.teacher.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("phyprompt.endpoint.ChatClient.backoff", 0.0)
     server = chat_server({"a glass is dropped": GOOD}, failures=[503, 429])
     summary = generate(EndpointTeacher(server.url), ["a glass is dropped"], tmp_path / "a.jsonl", ["cogvideox"])
     assert summary.kept == 1 and len(server.requests) == 3

@@ -220,6 +220,8 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
 
     assert sft_main(["--config", write_recipe(tmp_path, str(tmp_path / "nowhere"), out)]) == 1
     assert "train.sft: error:" in capsys.readouterr().err
+    assert sft_main(["--config", write_recipe(tmp_path, str(tmp_path / "smol.gguf"), out)]) == 1
+    assert "convert it to a model folder first with python -m train.gguf_import" in capsys.readouterr().err
     assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "*.none"))]) == 1
     assert "no data file matches" in capsys.readouterr().err
     assert sft_main(["--config", write_recipe(tmp_path, tiny_refiner_dir, out, data=str(tmp_path / "typo.jsonl"))]) == 1

@@ -27,6 +27,7 @@ from phyprompt.checkpoints import (
 )
 from phyprompt.commands.common import fail
 from phyprompt.devices import DTYPE_BY_NAME
+from phyprompt.files import atomic_path
 
 from .sft import MANIFEST
 
@@ -129,10 +130,8 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     manifest = _manifest(run)
     base_model = _base_of(run, base) if adapter else (base or run)
     card_base = base_model if adapter else manifest.get("base_model", base_model)
-    partial = out_path.with_name(out_path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_path(out_path) as partial:
+        partial.mkdir()
         tokenizer = AutoTokenizer.from_pretrained(run, local_files_only=True, trust_remote_code=False)
         if not getattr(tokenizer, "chat_template", None):
             raise ExportError(f"the tokenizer in {run} has no chat template; the refiner needs one")
@@ -151,17 +150,6 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
         )
         if not keep_adapter:
             check_weights_folder(str(partial), "exported refiner", ExportError)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out_path.exists():
-        old = out_path.with_name(out_path.name + ".replaced")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_path, old)
-        os.replace(partial, out_path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, out_path)
     return out_path
 
 

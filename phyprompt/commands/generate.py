@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .common import fail, progress_bar, quiet_libraries, warn
+from ..files import write_text_atomic
+from ..budget import token_use
+from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
 
 
 def run(args) -> int:
@@ -28,16 +29,19 @@ def run(args) -> int:
     if args.quiet:
         quiet_libraries()
     refinement = None
-    if args.refiner:
+    backend_type = backend_class(args.backend)
+    if args.refiner or args.endpoint:
         # the tokenizer alone also checks the model folder, before minutes are spent refining
-        counter = backend_class(args.backend).load_token_counter(args.model)
-        refinement = _refine(args, counter)
+        counter = backend_type.load_token_counter(args.model)
+        refinement = _refine(args, backend_type.info.target, counter)
+    options = {name: getattr(args, name) for name in backend_type.info.load_keywords if getattr(args, name) is not None}
     try:
-        backend = load_backend(args.backend, args.model, dtype=args.dtype, device=args.device, offload=args.offload)
+        backend = load_backend(args.backend, args.model, dtype=args.dtype, device=args.device, **options)
         request, videos = _render(args, backend, refinement)
     except torch.cuda.OutOfMemoryError:
-        return fail("out of GPU memory; try --offload model (or sequential), a smaller --size or fewer --frames")
-    for path in _write(args, backend, request, refinement, videos):
+        offload = " --offload model (or sequential)," if "offload" in backend_type.info.load_keywords else ""
+        return fail(f"out of GPU memory; try{offload} a smaller --size or fewer --frames")
+    for path in _write(args, backend, request, refinement, videos, options):
         print(path, flush=True)
     return 0
 
@@ -56,10 +60,10 @@ def _render(args, backend, refinement) -> tuple:
     if args.compare:
         renders["original"] = replace(request, prompt=args.prompt)
     for label, item in renders.items():
-        _warn_if_cut(backend, args.backend, f"the {label} prompt" if refinement else "the prompt", item.prompt,
+        _warn_if_cut(backend, f"the {label} prompt" if refinement else "the prompt", item.prompt,
                      "" if refinement else " (shorten it, or refine it with --refiner)")
     if args.negative:
-        _warn_if_cut(backend, args.backend, "the negative prompt", args.negative)
+        _warn_if_cut(backend, "the negative prompt", args.negative)
     videos = {}
     for label, item in renders.items():
         with progress_bar(args.quiet, f"denoising ({label})" if args.compare else "denoising", "step") as bar:
@@ -67,7 +71,7 @@ def _render(args, backend, refinement) -> tuple:
     return request, videos
 
 
-def _write(args, backend, request, refinement, videos) -> list[Path]:
+def _write(args, backend, request, refinement, videos, options: dict) -> list[Path]:
     """The video, the comparison (--compare) and the JSON record beside them; the paths written."""
     from ..video.writer import side_by_side, write_video
 
@@ -77,20 +81,18 @@ def _write(args, backend, request, refinement, videos) -> list[Path]:
     if args.compare:
         pair = side_by_side(videos["original"].frames, videos["refined"].frames)
         written.append(write_video(pair, main.fps, out.with_name(f"{out.stem}-compare{out.suffix}")))
-    record = _record(args, backend, request, main.fps, refinement, written)
+    record = _record(args, backend, request, main.fps, refinement, written, options)
     written.append(_write_json(record, out.with_suffix(".json")))
     return written
 
 
-def _refine(args, counter):
+def _refine(args, target: str, counter):
     """The refinement of args.prompt for the backend, its budget counted with the model's tokenizer."""
-    from ..refiners.local import LocalRefiner
-
-    refiner = LocalRefiner.load(args.refiner, args.adapter, dtype=args.dtype, device=args.device, allow_download=True)
+    refiner = open_refiner(args, args.refiner)
     try:
-        with progress_bar(args.quiet, "refining", "tok") as bar:
+        with progress_bar(args.quiet, "refining", "prompt" if args.endpoint else "tok") as bar:
             [refinement] = refiner.refine(
-                args.prompt, target=args.backend, seed=args.seed, temperature=args.temperature,
+                args.prompt, target=target, seed=args.seed, temperature=args.temperature,
                 max_new_tokens=args.refiner_max_new_tokens, target_tokenizer=counter, progress=bar,
             )
     finally:
@@ -100,43 +102,29 @@ def _refine(args, counter):
     return refinement
 
 
-def _warn_if_cut(backend, name: str, what: str, text: str, hint: str = "") -> None:
+def _warn_if_cut(backend, what: str, text: str, hint: str = "") -> None:
     """Never truncate silently: the text encoder drops whatever is past its limit."""
-    tokens = backend.count(text)
-    if tokens > backend.token_limit:
-        warn(f"{what} is {tokens} tokens ({backend.description}) and {name} reads only {backend.token_limit}; "
-             f"the rest is cut off{hint}")
+    use = token_use(text, backend, backend.token_limit)
+    if use.over:
+        warn(use.warning(what, reader=backend.info.name) + hint)
 
 
-def _record(args, backend, request, fps: float, refinement, written) -> dict:
+def _record(args, backend, request, fps: float, refinement, written, options: dict) -> dict:
     """Everything needed to make the same video again, and the refinement that made its prompt."""
-    defaults = backend.defaults
-
-    def chosen(value, default):
-        return default if value is None else value
-
+    load_options = {o.name: o.default for o in backend.info.load_options} | options
     return {
         "original_prompt": args.prompt,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "backend": args.backend,
         "model": os.path.abspath(args.model),
-        "refiner": _folder_or_id(args.refiner),
+        "refiner": f"{args.endpoint_model} at {args.endpoint}" if args.endpoint else _folder_or_id(args.refiner),
         "adapter": _folder_or_id(args.adapter),
         "seed": args.seed,
         "settings": {
-            "steps": chosen(request.steps, defaults.steps),
-            "guidance": chosen(request.guidance, defaults.guidance),
-            "frames": chosen(request.frames, defaults.frames),
-            "width": chosen(request.width, defaults.width),
-            "height": chosen(request.height, defaults.height),
-            "fps": fps,
-            "scheduler": chosen(request.scheduler, defaults.scheduler),
-            "dtype": args.dtype,
-            "device": args.device,
-            "offload": args.offload,
-            "refiner_temperature": args.temperature if args.refiner else None,
-            "refiner_max_new_tokens": args.refiner_max_new_tokens if args.refiner else None,
+            **backend.settings(request), "fps": fps, "dtype": args.dtype, "device": args.device, **load_options,
+            "refiner_temperature": args.temperature if refinement else None,
+            "refiner_max_new_tokens": args.refiner_max_new_tokens if refinement else None,
         },
         "refinement": refinement.to_dict() if refinement else None,
         "video": written[0].name,
@@ -150,12 +138,5 @@ def _folder_or_id(name: str | None) -> str | None:
 
 
 def _write_json(record: dict, path: Path) -> Path:
-    """Written like the videos: to a hidden temporary file, renamed over `path` once complete."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        partial.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
+    """Written like the videos: atomically, so a cancel never leaves half a record."""
+    return write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")

@@ -6,48 +6,43 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-from .common import fail, progress_bar, quiet_libraries
+from ..prompt_lists import PromptListError, read_prompt_list
+from .common import fail, open_refiner, progress_bar, quiet_libraries
 
 
 def run(args) -> int:
-    from ..refiners.local import LocalRefiner
-
     if args.file:
         try:
-            prompts = _read_prompts(args.file)
-        except OSError as exc:
-            return fail(f"cannot read {args.file}: {exc.strerror or exc}")
+            # '-' is stdin, read like a .txt list
+            prompts = read_prompt_list(sys.stdin if args.file == "-" else args.file)
+        except PromptListError as error:
+            return fail(str(error))
         if not prompts:
-            return fail(f"{args.file} holds no prompts (one per line)")
+            return fail(f"{'stdin' if args.file == '-' else args.file} holds no prompts")
     else:
         prompts = [args.prompt]
         if not args.prompt.strip():
             return fail("the prompt is empty: describe the scene you want to see")
     if args.quiet:
         quiet_libraries()
-    refiner = LocalRefiner.load(
-        args.model, args.adapter, dtype=args.dtype, device=args.device, quantization=args.quantization,
-        merge_adapter=args.merge_adapter, allow_download=True,
-    )
+    refiner = open_refiner(args, args.model, quantization=args.quantization, merge_adapter=args.merge_adapter)
     options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, target_tokenizer=args.target_tokenizer)
+                   target_tokenizer=args.target_tokenizer)
     chunks = list(_chunks(prompts, args.batch_size))
-    total = len(chunks) * args.max_new_tokens
-    with progress_bar(args.quiet, "refining", "tok") as bar:
+    if args.endpoint:  # a server reports prompts answered (and batches on its own side)
+        unit, per_chunk, total = "prompt", args.batch_size, len(prompts)
+    else:  # a local model reports tokens generated, up to max_new_tokens per batch
+        options["batch_size"] = args.batch_size
+        unit, per_chunk, total = "tok", args.max_new_tokens, len(chunks) * args.max_new_tokens
+    with progress_bar(args.quiet, "refining", unit) as bar:
         # one batch at a time, printed as soon as it is done, so a long file streams its results;
         # line i is refined with seed + i, exactly as a single call over the whole file would
         for index, chunk in enumerate(chunks):
-            offset = index * args.max_new_tokens
+            offset = index * per_chunk
             progress = (lambda done, _total, offset=offset: bar(offset + done, total)) if bar else None
             results = refiner.refine(chunk, seed=args.seed + index * args.batch_size, progress=progress, **options)
             _print_results(results, args)
     return 0
-
-
-def _read_prompts(path: str) -> list[str]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    with stream:
-        return [line.strip() for line in stream if line.strip()]
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -1,4 +1,5 @@
-"""Loading a refiner: a Hugging Face causal-LM folder, optionally with a PEFT LoRA adapter.
+"""Loading a refiner: a Hugging Face causal-LM folder or a GGUF file (llama.cpp, Ollama), optionally with a
+PEFT LoRA adapter. GGUF weights are dequantised to float by transformers on load.
 
 Every failure a user can cause (a wrong folder, missing or damaged weights, an adapter for another
 model, a quantization backend that is not installed) becomes one `RefinerLoadError` whose message
@@ -11,6 +12,7 @@ import importlib.util
 import logging
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,7 @@ QUANTIZATIONS = ("none", "8bit", "4bit")
 DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+GGUF_SUFFIX = ".gguf"
 
 
 class RefinerLoadError(ModelFolderError):
@@ -34,7 +37,7 @@ class RefinerLoadError(ModelFolderError):
 class LoadSpec:
     """Everything needed to (re)load a refiner, so a released model can come back from disk."""
 
-    model: str
+    model: str  # a model folder, a .gguf file, or (with allow_download) a Hugging Face hub id
     adapter: str | None = None
     dtype: str = "auto"  # resolved for `device`, where the model runs
     device: str = "auto"
@@ -47,15 +50,47 @@ class LoadSpec:
 
 
 def is_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.match(name)) and not os.path.exists(name)
+    return bool(_HUB_ID.match(name)) and not os.path.exists(name) and not is_gguf(name)
+
+
+def is_gguf(name: str) -> bool:
+    return name.lower().endswith(GGUF_SUFFIX)
 
 
 def check_model_folder(folder: str) -> None:
-    """Fail early, with a useful message, on a folder that cannot hold a loadable refiner."""
+    """Fail early, with a useful message, on a folder (or GGUF file) that cannot hold a loadable refiner."""
+    if is_gguf(folder):
+        check_gguf_file(folder)
+        return
     hint = ""
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
         hint = " (it looks like a PEFT adapter: choose it as the adapter)"
     check_weights_folder(folder, "refiner", RefinerLoadError, hint)
+
+
+def check_gguf_file(path: str) -> None:
+    """`path` is a complete, single-part GGUF file and the gguf package that reads it is installed."""
+    if not os.path.isfile(path):
+        raise RefinerLoadError(f"GGUF file not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise RefinerLoadError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+    if importlib.util.find_spec("gguf") is None:
+        raise RefinerLoadError(f"loading {os.path.basename(path)} needs the gguf package: pip install gguf")
+    from gguf import GGUFReader
+
+    try:
+        # reads the header and maps every tensor: a file cut short fails here, not deep inside transformers
+        reader = GGUFReader(path)
+    except (ValueError, IndexError, struct.error) as exc:
+        raise RefinerLoadError(f"{path} is truncated or damaged ({first_line(exc)}); copy or download it "
+                               "again") from exc
+    split = reader.fields.get("split.count")
+    parts = int(split.parts[split.data[0]][0]) if split is not None else 1
+    if parts > 1:
+        # transformers reads one file: the tensors in the other parts would be left randomly initialised
+        raise RefinerLoadError(f"{path} is one part of a GGUF split into {parts} files; merge them into one "
+                               "first: llama-gguf-split --merge FIRST_PART OUT.gguf")
 
 
 def _quantization_config(quantization: str, dtype: torch.dtype, device: torch.device):
@@ -88,16 +123,26 @@ def load_model_and_tokenizer(spec: LoadSpec):
     local = not (spec.allow_download and is_hub_id(spec.model))
     if local:
         check_model_folder(spec.model)
+    gguf = is_gguf(spec.model)
+    if gguf and spec.quantization != "none":
+        raise RefinerLoadError(f"{spec.quantization} quantization does not apply to a GGUF file (it is loaded "
+                               "dequantised to float); choose quantization none")
     device = resolve_device(spec.device, RefinerLoadError)
     dtype = resolve_dtype(spec.dtype, device, RefinerLoadError)
     quantization = _quantization_config(spec.quantization, dtype, device)
     if quantization is None and spec.load_on is not None:
         device = resolve_device(spec.load_on, RefinerLoadError)
-    common = dict(local_files_only=local, trust_remote_code=False)
+    log.info("loading refiner %s%s", spec.model, f" with adapter {spec.adapter}" if spec.adapter else "")
+    source, common = spec.model, dict(local_files_only=local, trust_remote_code=False)
+    if gguf:
+        # transformers reads the config, tokenizer and chat template out of the GGUF file itself; an absolute
+        # path, because a bare file name is looked for in the working directory before the folder
+        common["gguf_file"] = os.path.abspath(spec.model)
+        source = os.path.dirname(common["gguf_file"])
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.model, **common)
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
         model = AutoModelForCausalLM.from_pretrained(
-            spec.model,
+            source,
             dtype=dtype,
             quantization_config=quantization,
             device_map={"": device} if quantization is not None else None,

@@ -74,8 +74,9 @@ class LocalRefiner:
     """A refiner model and its tokenizer, loaded in this process (a `base.Refiner`).
 
     The model may be moved between devices by someone else (ComfyUI's model management does); every
-    call reads its current device. `release()` drops the weights (the unload path for quantized models,
-    which cannot be moved); the next call loads them again from the spec.
+    call reads its current device. `release()` drops the weights (to free their memory between runs, and
+    the only unload path for quantized models, which cannot be moved); the next call loads them again from
+    the spec.
     """
 
     in_process = True

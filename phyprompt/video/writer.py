@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..files import atomic_path
 
 Frames = torch.Tensor | np.ndarray
 PathLike = str | os.PathLike[str]
@@ -68,15 +69,8 @@ def write_video(
         raise ValueError(f"quality must be an integer from 0 to 100, got {quality!r}")
     video = to_uint8(frames)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, and without the video suffix, so folder listings (ComfyUI's output browser) skip it.
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
+    with atomic_path(path) as partial:
         encode(video, fps, partial, crf=crf, quality=quality, lossless=lossless)
-        os.replace(partial, path)
-    except BaseException:  # also KeyboardInterrupt and ComfyUI's interrupt: clean up, then let it travel on
-        partial.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from phyprompt.commands.common import fail, positive_int
+from phyprompt.prompt_lists import PromptListError, prompt_key, read_prompt_list
 from phyprompt.targets import TARGET_NAMES
 
-from .prompts import PromptListError, read_prompt_list
-from .schema import TRAINING_TARGETS, prompt_key, read_examples, write_examples
+from .schema import TRAINING_TARGETS, read_examples, write_examples
 
 PROG = "python -m train.data"
 
@@ -76,8 +76,9 @@ def _generate(args) -> int:
     if not prompts:
         return _fail(f"{args.input} holds no prompts")
     teacher = open_teacher(
-        args.teacher, model=args.model, api_key=args.api_key, adapter=args.adapter, temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens, **({"device": args.device} if args.device else {}),
+        args.teacher, model=args.model, api_key_env=args.api_key_env, adapter=args.adapter,
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+        **({"device": args.device} if args.device else {}),
     )
     with TqdmProgress("teacher", "prompt") as bar:
         summary = generate(teacher, prompts, args.out, args.target or list(TRAINING_TARGETS), args.batch_size,
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--target", action="append", choices=TRAINING_TARGETS,
                        help="target(s); each prompt gets one, chosen from its text (default: all three)")
     teach.add_argument("--model", help="model name sent to an endpoint")
-    teach.add_argument("--api-key", help="endpoint key (default: $OPENAI_API_KEY)")
+    teach.add_argument("--api-key-env", metavar="NAME", default="OPENAI_API_KEY",
+                       help="environment variable holding the endpoint's key (default: OPENAI_API_KEY)")
     teach.add_argument("--adapter", help="LoRA adapter folder for a local teacher")
     teach.add_argument("--device", help="device for a local teacher (default: auto)")
     teach.add_argument("--temperature", type=float, default=0.0)

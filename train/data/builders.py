@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from phyprompt.budget import counter_for
+from phyprompt.prompt_lists import prompt_key
 from phyprompt.targets import get_target
 
-from .schema import CATEGORIES, Example, prompt_key
+from .schema import CATEGORIES, Example
 
 
 class SourceFormatError(ValueError):

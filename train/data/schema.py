@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from phyprompt.files import write_text_atomic
 from phyprompt.targets import TARGET_NAMES
 
 CATEGORIES = ("mechanics", "fluids", "deformation", "thermal", "optics", "interactions", "material", "other")
@@ -152,14 +152,4 @@ def write_examples(path: str | os.PathLike, examples, append: bool = False) -> N
             handle.flush()
             os.fsync(handle.fileno())
         return
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(lines, encoding="utf-8")
-    os.replace(partial, path)
-
-
-_NOT_WORD = re.compile(r"[^\w]+")
-
-
-def prompt_key(text: str) -> str:
-    """What two prompts must share to count as the same: case, spacing and punctuation ignored."""
-    return _NOT_WORD.sub(" ", text.lower()).strip()
+    write_text_atomic(path, lines)

@@ -13,19 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from phyprompt.instruction import build_messages
+from phyprompt.endpoint import DEFAULT_API_KEY_ENV, EndpointError
 from phyprompt.progress import Progress
+from phyprompt.prompt_lists import prompt_key
 from phyprompt.refiners import Refinement
+from phyprompt.refiners.api import APIRefiner
 from phyprompt.targets import get_target
 
-from .schema import Example, prompt_key, read_examples, write_examples
+from .schema import Example, read_examples, write_examples
 
 # Words in a teacher's reasoning that name a principle, and the category it belongs to. Teachers are not
 # asked for a law list (it would lengthen every answer); this fills `laws` and `category` from the text.
@@ -91,66 +90,35 @@ class LocalTeacher:
 
 
 class EndpointTeacher:
-    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, OpenAI itself).
+    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, OpenAI itself), asked through
+    the library's one client (`phyprompt.refiners.api.APIRefiner`), a batch's prompts concurrently.
 
-    `url` is the API base (``http://localhost:8000/v1``) or the full ``…/chat/completions`` address.
-    The key comes from `api_key` or the OPENAI_API_KEY environment variable. Transient failures (timeouts,
-    429, 5xx) are retried with back-off; anything else stops the run with the server's message.
+    `url` is the API base (``http://localhost:8000/v1``) or the full ``…/chat/completions`` address; the
+    key is read from the environment variable named `api_key_env`. Transient failures (timeouts, 429,
+    5xx) are retried with back-off; anything else stops the run with one line saying why.
     """
 
-    retries = 4
-
-    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, temperature: float = 0.0,
-                 max_new_tokens: int = 512, timeout: float = 120.0):
-        base = url.rstrip("/")
-        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
-        self.model = model or "default"
+    def __init__(self, url: str, model: str | None = None, api_key_env: str = DEFAULT_API_KEY_ENV,
+                 temperature: float = 0.0, max_new_tokens: int = 512, timeout: float = 120.0):
         self.name = model or url
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        self.temperature, self.max_new_tokens, self.timeout = temperature, max_new_tokens, timeout
-
-    def _post(self, body: dict) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
-        for attempt in range(self.retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.load(response)
-            except urllib.error.HTTPError as error:
-                if error.code != 429 and error.code < 500 or attempt == self.retries:
-                    detail = error.read().decode("utf-8", "replace")[:300]
-                    raise TeacherError(f"teacher endpoint {self.url} answered HTTP {error.code}: {detail}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                if attempt == self.retries:
-                    reason = getattr(error, "reason", error)
-                    raise TeacherError(f"cannot reach teacher endpoint {self.url}: {reason}") from None
-            time.sleep(min(2**attempt, 30))
-        raise AssertionError("unreachable")
+        # a server that serves one model (llama.cpp, vLLM) accepts any name
+        self.refiner = APIRefiner.load(url, model or "default", api_key_env=api_key_env, timeout=timeout)
+        self.options = dict(temperature=temperature, max_new_tokens=max_new_tokens)
 
     def answer(self, prompts, target):
-        results = []
-        for prompt in prompts:
-            reply = self._post({
-                "model": self.model, "messages": build_messages(prompt, target),
-                "temperature": self.temperature, "max_tokens": self.max_new_tokens,
-            })
-            try:
-                content = reply["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                raise TeacherError(f"teacher endpoint {self.url} sent no choices[0].message.content") from None
-            results.append(Refinement.from_answer(prompt, content, target))
-        return results
+        try:
+            return self.refiner.refine(list(prompts), target, **self.options)
+        except EndpointError as error:
+            raise TeacherError(str(error)) from None
 
 
 def open_teacher(spec: str, **options) -> Teacher:
     """An endpoint for http(s) addresses, a local model otherwise."""
     if spec.startswith(("http://", "https://")):
-        keep = {k: options[k] for k in ("model", "api_key", "temperature", "max_new_tokens") if k in options}
+        keep = {k: options[k] for k in ("model", "api_key_env", "temperature", "max_new_tokens") if k in options}
         return EndpointTeacher(spec, **keep)
     options.pop("model", None)
-    options.pop("api_key", None)
+    options.pop("api_key_env", None)
     return LocalTeacher(spec, **options)
 
 

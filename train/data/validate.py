@@ -10,9 +10,10 @@ from __future__ import annotations
 from phyprompt.budget import TokenCounter, counter_for
 from phyprompt.contract import parse_output
 from phyprompt.instruction import ASSISTANT_PREFIX, answer_continuation
+from phyprompt.prompt_lists import prompt_key
 from phyprompt.targets import get_target
 
-from .schema import Example, Loaded, Problem, prompt_key
+from .schema import Example, Loaded, Problem
 
 
 def training_answer(example: Example) -> str:

@@ -1,0 +1,308 @@
+"""The one HTTP client for OpenAI-compatible chat-completions servers: Ollama, LM Studio, llama.cpp's
+server, vLLM, OpenAI. Standard library only.
+
+Requests run on daemon worker threads, at most `max_concurrency` at a time. The caller's thread only
+waits, waking every `POLL_INTERVAL` seconds to call its progress callback: a callback that raises (a
+cancel) ends the wait at once, and the requests still in flight are abandoned to finish on their own,
+so a cancel never waits for a slow server. Transient failures (429, 5xx, timeouts, dropped
+connections) are retried with exponential back-off; everything else is one `EndpointError` line that
+says what to change. The API key is read from an environment variable at each request, by name, and
+never appears in a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import queue
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from .progress import OptionalProgress
+
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_RETRIES = 3
+DEFAULT_MAX_CONCURRENCY = 4
+# How often a waiting caller runs its progress callback, which is how a cancel reaches it.
+POLL_INTERVAL = 0.2
+_MAX_WAIT = 120.0  # the longest back-off, even when the server's Retry-After asks for more
+# Seeds are sent modulo 2**31: llama.cpp reads a 32-bit seed, vLLM a signed 64-bit one, and a larger
+# number makes the request fail instead of sampling.
+_SEED_RANGE = 2**31
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Ollama's keep_alive: seconds as a number, or a Go duration such as "5m" or "1h30m".
+_SECONDS = re.compile(r"[+-]?\d+")
+_DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
+_TRANSIENT_CODES = {408, 429, 500, 502, 503, 504}
+
+
+class EndpointError(ValueError):
+    """The server could not be used; the message is one line that says what to change."""
+
+
+def chat_completions_url(url: str) -> str:
+    """The chat-completions address for an API base (`http://127.0.0.1:11434/v1`) or the full address."""
+    address = url.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise EndpointError(f"the endpoint must be an http(s) address such as http://127.0.0.1:11434/v1, not {url!r}")
+    return address if address.endswith("/chat/completions") else address + "/chat/completions"
+
+
+def check_env_name(name: str) -> str:
+    """The name of the variable that holds the key. The value is not echoed back: a key pasted here by
+    mistake must not end up in a log."""
+    if not _ENV_NAME.fullmatch(name or ""):
+        raise EndpointError("api_key_env must be the NAME of an environment variable (such as OPENAI_API_KEY), "
+                            "never the key itself")
+    return name
+
+
+def parse_keep_alive(value: str | int | None) -> str | int | None:
+    """Ollama's keep_alive as sent: None (or "") leaves it to the server, whole seconds become a number
+    (0 unloads the model at once, -1 keeps it loaded; Ollama reads "-1" as a string as an error), and a
+    duration such as "5m" stays a string."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    if _SECONDS.fullmatch(text):
+        return int(text)
+    if _DURATION.fullmatch(text):
+        return text
+    raise EndpointError(f"keep_alive must be seconds (0 unloads the model at once, -1 keeps it) or a duration "
+                        f"such as 5m or 1h, not {text!r}")
+
+
+class _Transient(Exception):
+    """A failure worth retrying (its message says what to do if retrying does not help); `wait` is the
+    server's Retry-After, when it gave one."""
+
+    def __init__(self, what: str, wait: float | None = None):
+        super().__init__(what)
+        self.wait = wait
+
+
+class _Abandoned(Exception):
+    """The caller stopped waiting; a worker drops what it was doing."""
+
+
+class ChatClient:
+    """Chat completions from one model on one server.
+
+    `url` is an API base or the full `.../chat/completions` address; `model` the server's model name.
+    The key is read from the environment variable named `api_key_env` at each request (not set: no
+    Authorization header). `timeout` is how long one request may wait for its answer; `retries` how
+    often a transient failure is tried again, after `backoff` seconds, doubling each time (or what
+    the server's Retry-After asks). `keep_alive` is Ollama's (see `parse_keep_alive`; other servers
+    ignore it or reject it, so leave it None for them).
+    """
+
+    backoff = 1.0  # seconds before the first retry
+
+    def __init__(self, url: str, model: str, *, api_key_env: str = DEFAULT_API_KEY_ENV,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 keep_alive: str | int | None = None, max_concurrency: int = DEFAULT_MAX_CONCURRENCY):
+        self.url = chat_completions_url(url)
+        if not model or not model.strip():
+            raise EndpointError("give the model name the server knows, e.g. qwen2.5:7b on Ollama")
+        self.model = model.strip()
+        self.api_key_env = check_env_name(api_key_env)
+        if not timeout > 0:
+            raise EndpointError(f"timeout must be more than 0 seconds, not {timeout}")
+        if retries < 0:
+            raise EndpointError(f"retries must be 0 or more, not {retries}")
+        if max_concurrency < 1:
+            raise EndpointError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self.timeout, self.retries, self.max_concurrency = float(timeout), int(retries), int(max_concurrency)
+        self.keep_alive = parse_keep_alive(keep_alive)
+
+    def complete(self, conversations: Sequence[list[dict]], *, seeds: Sequence[int] | None = None,
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 progress: OptionalProgress = None) -> list[str]:
+        """The assistant's text for each conversation (a list of chat messages), in order.
+
+        Conversation i is sent with seed `seeds[i]`. `progress(done, total)` counts answers, and is
+        also called every POLL_INTERVAL while waiting: when it raises, this returns at once with its
+        exception, abandoning the requests in flight. The first failure ends the call the same way.
+        """
+        total = len(conversations)
+        if total == 0:
+            return []
+        todo: queue.Queue = queue.Queue()
+        for index in range(total):
+            todo.put(index)
+        finished: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                # Only the requests that end the call carry keep_alive: with 0, Ollama would otherwise
+                # unload the model in the gap between one request of a list and the next.
+                body = self._body(conversations[index], None if seeds is None else seeds[index], temperature,
+                                  max_tokens, keep_alive=index >= total - self.max_concurrency)
+                try:
+                    finished.put((index, self._ask(body, stop)))
+                except _Abandoned:
+                    return
+                except Exception as exc:  # handed to the caller's thread, which raises it
+                    finished.put((index, exc))
+                    return
+
+        for _ in range(min(self.max_concurrency, total)):
+            threading.Thread(target=work, name="phyprompt-endpoint", daemon=True).start()
+        answers: list[str] = [""] * total
+        done = 0
+        try:
+            while done < total:
+                try:
+                    index, answer = finished.get(timeout=POLL_INTERVAL)
+                except queue.Empty:
+                    if progress:
+                        progress(done, total)
+                    continue
+                if isinstance(answer, Exception):
+                    raise answer
+                answers[index] = answer
+                done += 1
+                if progress:
+                    progress(done, total)
+        finally:
+            stop.set()  # on a failure or a cancel, workers start nothing new
+        return answers
+
+    def _body(self, messages: list[dict], seed: int | None, temperature: float | None, max_tokens: int | None,
+              keep_alive: bool) -> dict:
+        body = {"model": self.model, "messages": messages, "stream": False}
+        if seed is not None:
+            body["seed"] = seed % _SEED_RANGE
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if keep_alive and self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
+        return body
+
+    def _ask(self, body: dict, stop: threading.Event) -> str:
+        """One conversation's answer, retrying transient failures."""
+        for attempt in range(self.retries + 1):
+            try:
+                return _content(self._post(body), self.url)
+            except _Transient as failure:
+                if attempt == self.retries:
+                    raise EndpointError(f"gave up on {self.url} after {attempt + 1} tries: {failure}") from None
+                wait = failure.wait if failure.wait is not None else self.backoff * 2**attempt
+                if stop.wait(min(wait, _MAX_WAIT)):
+                    raise _Abandoned
+        raise AssertionError("unreachable")
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "phyprompt"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = response.read()
+        except urllib.error.HTTPError as error:
+            raise self._http_error(error, body) from None
+        except urllib.error.URLError as error:
+            raise self._connection_error(error.reason) from None
+        except (OSError, http.client.HTTPException) as error:  # while waiting for or reading the answer
+            raise self._connection_error(error) from None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise EndpointError(f"{self.url} sent a reply that is not JSON; is it an OpenAI-compatible "
+                                "chat-completions address?") from None
+
+    def _connection_error(self, reason) -> Exception:
+        if isinstance(reason, TimeoutError):
+            return _Transient(f"no answer within {self.timeout:g} s: raise the timeout, or check the server")
+        if isinstance(reason, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                               http.client.HTTPException)):
+            return _Transient(f"the connection was dropped ({type(reason).__name__}): check the server")
+        where = urllib.parse.urlsplit(self.url).netloc
+        return EndpointError(f"cannot reach {self.url} ({_one_line(getattr(reason, 'strerror', None) or reason)}): "
+                             f"is the server running at {where}?")
+
+    def _http_error(self, error: urllib.error.HTTPError, body: dict) -> Exception:
+        code = error.code
+        if code in (401, 403):
+            # the server's own text is left out: some quote part of the key they refused
+            fix = (f"the key in ${self.api_key_env} was not accepted" if os.environ.get(self.api_key_env)
+                   else f"set ${self.api_key_env} to the server's API key")
+            return EndpointError(f"{self.url} answered HTTP {code} (not authorized): {fix}")
+        detail = _server_message(error)
+        if code in _TRANSIENT_CODES:
+            what = f"HTTP {code} ({detail})" if detail else f"HTTP {code}"
+            return _Transient(f"{what}: the server is busy or failing, try again later", _retry_after(error.headers))
+        if code == 404:
+            return EndpointError(f"{self.url} answered HTTP 404{f' ({detail})' if detail else ''}: check the address "
+                                 f"(an API base such as http://127.0.0.1:11434/v1) and the model name {self.model!r}")
+        hint = "; keep_alive is Ollama's: leave it empty for other servers" if "keep_alive" in body else ""
+        return EndpointError(f"{self.url} rejected the request (HTTP {code}{f': {detail}' if detail else ''}){hint}")
+
+
+def _content(reply, url: str) -> str:
+    """choices[0].message.content; a null content (the model wrote nothing) is an empty answer."""
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise EndpointError(f"{url} sent no choices[0].message.content; is it an OpenAI-compatible "
+                            "chat-completions address?") from None
+    if content is not None and not isinstance(content, str):
+        raise EndpointError(f"{url} sent a choices[0].message.content that is not text")
+    return content or ""
+
+
+def _server_message(error: urllib.error.HTTPError) -> str:
+    """The server's own explanation, on one short line ({"error": {"message": …}}, {"error": …} or text)."""
+    try:
+        text = error.read(4096).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
+    try:
+        data = json.loads(text)
+        found = data.get("error", data.get("detail", data.get("message", text))) if isinstance(data, dict) else text
+        if isinstance(found, dict):
+            found = found.get("message", found)
+        text = str(found)
+    except ValueError:
+        pass
+    text = _one_line(text)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _one_line(value) -> str:
+    return " ".join(str(value).split())
+
+
+def _retry_after(headers) -> float | None:
+    """Retry-After in seconds (a number or an HTTP date), when the server sent one."""
+    value = headers.get("Retry-After") if headers else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
