@@ -54,8 +54,11 @@ class Managed:
 
     def done(self) -> None:
         if self.repatch is not None and self.patcher is not None:
+            # Drop the weights from the patcher first: unloading would otherwise copy all of them to the
+            # offload device (RAM) just before after_run frees them.
+            self.patcher.model.parts.clear()
             _unload(self.patcher)
-            self.patcher = None  # it holds the weights too: without it, after_run can free them
+            self.patcher = None
         if self.after_run is not None:
             self.after_run()
 

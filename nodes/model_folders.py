@@ -14,18 +14,18 @@ import os
 import folder_paths
 
 from ..phyprompt.refiners.loading import is_gguf
-from ..phyprompt.video.backend import Weights, backend_info, backend_names
+from ..phyprompt.video.backend import BackendInfo, Weights, backend_info, backend_names
 
 LLM = "LLM"
 
 
-def weight_kinds(weights: Weights) -> tuple[str, ...]:
+def weight_kinds(info: BackendInfo) -> tuple[str, ...]:
     """The model folder kinds a backend's weights and their component folders are looked for in."""
-    components = getattr(weights, "components", ())
-    return tuple(dict.fromkeys((*weights.folder_kinds, *(k for c in components for k in c.weights.folder_kinds))))
+    components = (kind for c in info.components for kind in c.weights.folder_kinds)
+    return tuple(dict.fromkeys((*info.weights.folder_kinds, *components)))
 
 
-VIDEO_KINDS = tuple(dict.fromkeys(kind for name in backend_names() for kind in weight_kinds(backend_info(name).weights)))
+VIDEO_KINDS = tuple(dict.fromkeys(kind for name in backend_names() for kind in weight_kinds(backend_info(name))))
 _MAX_DEPTH = 3  # models/LLM/<org>/<name>/ is as deep as people nest them
 
 # Core ComfyUI has no LLM (or CogVideo) folder kind; extra_model_paths.yaml may already have added

@@ -77,14 +77,14 @@ class LoadPhysicsRefiner(io.ComfyNode):
     @classmethod
     def execute(cls, model, adapter, merge_adapter, dtype, device, quantization,
                 after_run=KEEP_LOADED) -> io.NodeOutput:
-        from ..phyprompt.refiners.local import LocalRefiner
+        from ..phyprompt.refiners import refiner_class
 
         path = model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
         adapter_path = None if adapter == NO_ADAPTER else model_folders.resolve(
             adapter, model_folders.refiner_adapters(), "adapter")
         load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
         offload_device = mm.text_encoder_offload_device() if device == "auto" else load_device
-        refiner = LocalRefiner.load(
+        refiner = refiner_class("local").load(
             path, adapter_path, merge_adapter=merge_adapter, dtype=dtype, device=str(load_device),
             load_on=str(offload_device), quantization=quantization,
         )
@@ -108,8 +108,8 @@ class LoadAPIRefiner(io.ComfyNode):
             category=CATEGORY,
             description="Refines on an OpenAI-compatible server (Ollama, LM Studio, llama.cpp server, vLLM, "
                         "OpenAI) instead of loading an LLM into ComfyUI. The model lives in the server's memory, "
-                        "which ComfyUI does not manage: keep_alive 0 makes Ollama free it as soon as the prompt "
-                        "is written, so the video model gets the VRAM.",
+                        "which ComfyUI does not manage: keep_alive is applied through Ollama's native API after "
+                        "the prompts are written, and 0 frees it then, so the video model gets the VRAM.",
             inputs=[
                 io.String.Input("url", default="http://127.0.0.1:11434/v1",
                                 tooltip="The server's API base (Ollama: http://127.0.0.1:11434/v1, LM Studio: "
@@ -126,9 +126,10 @@ class LoadAPIRefiner(io.ComfyNode):
                              tooltip="Seconds to wait for one answer (a model loading on the server counts "
                                      "too); timeouts, 429 and 5xx answers are retried a few times."),
                 io.String.Input("keep_alive", default="0",
-                                tooltip="Ollama only: how long the server keeps the model in memory after the "
-                                        "run. 0 frees it at once for the video model, -1 keeps it loaded, 5m "
-                                        "keeps it five minutes. Empty: not sent (other servers)."),
+                                tooltip="Ollama only: how long the server keeps the model in memory, applied "
+                                        "through Ollama's native API after the prompts are written. 0 frees it "
+                                        "then for the video model, -1 keeps it loaded, 5m keeps it five minutes. "
+                                        "Empty: not sent (other servers)."),
                 io.Int.Input("max_concurrency", default=DEFAULT_MAX_CONCURRENCY, min=1, max=64,
                              tooltip="How many prompts of a list are sent at once."),
             ],
@@ -154,9 +155,9 @@ class LoadAPIRefiner(io.ComfyNode):
 
     @classmethod
     def execute(cls, url, model, api_key_env, timeout, keep_alive, max_concurrency) -> io.NodeOutput:
-        from ..phyprompt.refiners.api import APIRefiner
+        from ..phyprompt.refiners import refiner_class
 
-        refiner = APIRefiner.load(url, model, api_key_env=api_key_env, timeout=timeout, keep_alive=keep_alive,
+        refiner = refiner_class("api").load(url, model, api_key_env=api_key_env, timeout=timeout, keep_alive=keep_alive,
                                   max_concurrency=max_concurrency)
         return io.NodeOutput(Managed(refiner, remote=True))
 

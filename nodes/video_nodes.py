@@ -18,7 +18,7 @@ from comfy_api.latest import io
 
 from ..phyprompt.budget import token_use
 from ..phyprompt.devices import DTYPES
-from ..phyprompt.video.backend import BackendInfo, LoadOption, SampleRequest, Setting, backend_info, backend_names
+from ..phyprompt.video.backend import LoadOption, SampleRequest, Setting, backend_info, backend_names
 from . import model_folders
 from .memory import Managed, managed, progress_bar
 from .refiner_nodes import CATEGORY, MAX_SEED
@@ -43,13 +43,13 @@ def loader_node(name: str) -> type[io.ComfyNode]:
     info = backend_info(name)
     weights = info.weights
     what = f"{info.display_name} model"
-    components = getattr(weights, "components", ())
+    components = info.components
 
     def models() -> dict[str, str]:
         return model_folders.video_models(weights)
 
     def resolve(model: str) -> str:
-        return model_folders.resolve(model, models(), what, model_folders.weight_kinds(weights))
+        return model_folders.resolve(model, models(), what, model_folders.weight_kinds(info))
 
     class LoadVideoModel(io.ComfyNode):
         @classmethod
@@ -138,7 +138,7 @@ def sampler_node(name: str) -> type[io.ComfyNode]:
             steps = video_model.model.settings(request)["steps"]  # bad settings fail before weights move to the GPU
             try:
                 backend = video_model.ready()
-                report = token_report(backend, info, positive)
+                report = token_report(backend, positive)
                 video = backend.sample(request, progress=progress_bar(steps))
             finally:
                 video_model.done()
@@ -148,12 +148,12 @@ def sampler_node(name: str) -> type[io.ComfyNode]:
     return VideoSampler
 
 
-def token_report(backend, info: BackendInfo, prompt: str) -> str:
+def token_report(backend, prompt: str) -> str:
     """Tokens used / the limit; over the limit, a warning that is also logged (the encoder will cut it)."""
     use = token_use(prompt, backend, backend.token_limit)
     if not use.over:
         return use.summary()
-    report = "WARNING: " + use.warning(reader=info.display_name)
+    report = "WARNING: " + use.warning(reader=backend.info.display_name)
     log.warning("PhyPrompt: %s", report)
     return report
 

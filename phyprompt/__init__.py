@@ -1,27 +1,32 @@
 """PhyPrompt: physics-aware prompt refinement for text-to-video models.
 
 Importing the package is cheap; the model-loading parts (`LocalRefiner`) import torch and transformers
-on first use.
+on first use. The refiner protocol every refiner follows is `phyprompt.refiners.Refiner`.
 """
+
+import warnings
 
 from .contract import ParsedOutput, format_output, parse_output
 from .instruction import build_messages
 from .progress import Cancelled, Progress
-from .refiners import Refinement, Refiner
+from .refiners import Refinement
 from .targets import TARGET_NAMES, TARGETS, Target, get_target
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cancelled", "LocalRefiner", "ParsedOutput", "Progress", "Refinement", "Refiner", "RefinerLoadError", "TARGETS",
+    "Cancelled", "LocalRefiner", "ParsedOutput", "Progress", "Refinement", "RefinerLoadError", "TARGETS",
     "TARGET_NAMES", "Target", "build_messages", "format_output", "get_target", "parse_output", "__version__",
 ]
 
 
 def __getattr__(name):
-    if name == "LocalRefiner":
+    if name in ("LocalRefiner", "Refiner"):
         from .refiners.local import LocalRefiner
 
+        if name == "Refiner":  # the name scripts written for 0.1 use
+            warnings.warn("phyprompt.Refiner is now phyprompt.LocalRefiner (phyprompt.refiners.Refiner is the "
+                          "protocol every refiner follows)", DeprecationWarning, stacklevel=2)
         return LocalRefiner
     if name == "RefinerLoadError":
         from .refiners.loading import RefinerLoadError

@@ -16,12 +16,12 @@ from pathlib import Path
 from .commands.common import positive_int
 from .devices import DTYPES
 from .endpoint import DEFAULT_API_KEY_ENV, EndpointError, check_env_name, parse_keep_alive
+from .refiners.base import DEFAULT_MAX_NEW_TOKENS
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
 from .video.backend import backend_info, backend_names
 from .video.writer import SUPPORTED_SUFFIXES
 
-DEFAULT_MAX_NEW_TOKENS = 512  # refiner.DEFAULT_MAX_NEW_TOKENS, without importing transformers for --help
 
 
 class _Parser(argparse.ArgumentParser):

@@ -8,6 +8,11 @@ so a cancel never waits for a slow server. Transient failures (429, 5xx, timeout
 connections) are retried with exponential back-off; everything else is one `EndpointError` line that
 says what to change. The API key is read from an environment variable at each request, by name, and
 never appears in a message.
+
+Ollama's `keep_alive` is not a chat-completions field (its OpenAI-compatible endpoint ignores it), so it
+is never put in a chat request: when set, it is sent once per `complete()` call through Ollama's native
+API, `POST <server root>/api/generate` with `{"model", "keep_alive"}` and no prompt, after the answers
+have arrived. A failure there is only a logged warning: the answers are already in.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
+import logging
 import os
 import queue
 import re
@@ -26,6 +32,8 @@ import urllib.request
 from collections.abc import Sequence
 
 from .progress import OptionalProgress
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT = 120.0
@@ -42,6 +50,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECONDS = re.compile(r"[+-]?\d+")
 _DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
 _TRANSIENT_CODES = {408, 429, 500, 502, 503, 504}
+_CHAT_PATH = "/chat/completions"
 
 
 class EndpointError(ValueError):
@@ -54,7 +63,14 @@ def chat_completions_url(url: str) -> str:
     parts = urllib.parse.urlsplit(address)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise EndpointError(f"the endpoint must be an http(s) address such as http://127.0.0.1:11434/v1, not {url!r}")
-    return address if address.endswith("/chat/completions") else address + "/chat/completions"
+    return address if address.endswith(_CHAT_PATH) else address + _CHAT_PATH
+
+
+def server_root(url: str) -> str:
+    """The server's own address, where Ollama's native API lives: the API base without its `/v1`
+    (`http://127.0.0.1:11434/v1` and `.../v1/chat/completions` both give `http://127.0.0.1:11434`)."""
+    address = chat_completions_url(url)[:-len(_CHAT_PATH)]
+    return address[:-len("/v1")] if address.endswith("/v1") else address
 
 
 def check_env_name(name: str) -> str:
@@ -67,7 +83,7 @@ def check_env_name(name: str) -> str:
 
 
 def parse_keep_alive(value: str | int | None) -> str | int | None:
-    """Ollama's keep_alive as sent: None (or "") leaves it to the server, whole seconds become a number
+    """Ollama's keep_alive as sent: None (or "") sends nothing, whole seconds become a number
     (0 unloads the model at once, -1 keeps it loaded; Ollama reads "-1" as a string as an error), and a
     duration such as "5m" stays a string."""
     if value is None or isinstance(value, int):
@@ -103,8 +119,9 @@ class ChatClient:
     The key is read from the environment variable named `api_key_env` at each request (not set: no
     Authorization header). `timeout` is how long one request may wait for its answer; `retries` how
     often a transient failure is tried again, after `backoff` seconds, doubling each time (or what
-    the server's Retry-After asks). `keep_alive` is Ollama's (see `parse_keep_alive`; other servers
-    ignore it or reject it, so leave it None for them).
+    the server's Retry-After asks). `keep_alive` is Ollama's (see `parse_keep_alive`): when set, each
+    `complete()` call ends by sending it to `<server root>/api/generate` (see `_send_keep_alive`), which
+    other servers do not have, so leave it None for them.
     """
 
     backoff = 1.0  # seconds before the first retry
@@ -113,6 +130,7 @@ class ChatClient:
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  keep_alive: str | int | None = None, max_concurrency: int = DEFAULT_MAX_CONCURRENCY):
         self.url = chat_completions_url(url)
+        self.keep_alive_url = server_root(url) + "/api/generate"
         if not model or not model.strip():
             raise EndpointError("give the model name the server knows, e.g. qwen2.5:7b on Ollama")
         self.model = model.strip()
@@ -134,6 +152,11 @@ class ChatClient:
         Conversation i is sent with seed `seeds[i]`. `progress(done, total)` counts answers, and is
         also called every POLL_INTERVAL while waiting: when it raises, this returns at once with its
         exception, abandoning the requests in flight. The first failure ends the call the same way.
+
+        keep_alive, when set, is sent once all the answers have arrived, before this returns. On a cancel
+        it is sent too, from a background thread so the cancel does not wait (Ollama applies it once the
+        abandoned requests end): with 0, a cancelled run still frees the server's memory. After a
+        failure it is not sent: the server has just failed, and the error says what to fix.
         """
         total = len(conversations)
         if total == 0:
@@ -150,10 +173,8 @@ class ChatClient:
                     index = todo.get_nowait()
                 except queue.Empty:
                     return
-                # Only the requests that end the call carry keep_alive: with 0, Ollama would otherwise
-                # unload the model in the gap between one request of a list and the next.
                 body = self._body(conversations[index], None if seeds is None else seeds[index], temperature,
-                                  max_tokens, keep_alive=index >= total - self.max_concurrency)
+                                  max_tokens)
                 try:
                     finished.put((index, self._ask(body, stop)))
                 except _Abandoned:
@@ -166,26 +187,37 @@ class ChatClient:
             threading.Thread(target=work, name="phyprompt-endpoint", daemon=True).start()
         answers: list[str] = [""] * total
         done = 0
+
+        def report() -> None:
+            if not progress:
+                return
+            try:
+                progress(done, total)
+            except BaseException:  # a cancel
+                if self.keep_alive is not None:
+                    threading.Thread(target=self._send_keep_alive, name="phyprompt-keep-alive", daemon=True).start()
+                raise
+
         try:
             while done < total:
                 try:
                     index, answer = finished.get(timeout=POLL_INTERVAL)
                 except queue.Empty:
-                    if progress:
-                        progress(done, total)
+                    report()
                     continue
                 if isinstance(answer, Exception):
                     raise answer
                 answers[index] = answer
                 done += 1
-                if progress:
-                    progress(done, total)
+                report()
         finally:
             stop.set()  # on a failure or a cancel, workers start nothing new
+        if self.keep_alive is not None:
+            self._send_keep_alive()
         return answers
 
-    def _body(self, messages: list[dict], seed: int | None, temperature: float | None, max_tokens: int | None,
-              keep_alive: bool) -> dict:
+    def _body(self, messages: list[dict], seed: int | None, temperature: float | None,
+              max_tokens: int | None) -> dict:
         body = {"model": self.model, "messages": messages, "stream": False}
         if seed is not None:
             body["seed"] = seed % _SEED_RANGE
@@ -193,15 +225,13 @@ class ChatClient:
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        if keep_alive and self.keep_alive is not None:
-            body["keep_alive"] = self.keep_alive
         return body
 
     def _ask(self, body: dict, stop: threading.Event) -> str:
         """One conversation's answer, retrying transient failures."""
         for attempt in range(self.retries + 1):
             try:
-                return _content(self._post(body), self.url)
+                return _content(self._chat(body), self.url)
             except _Transient as failure:
                 if attempt == self.retries:
                     raise EndpointError(f"gave up on {self.url} after {attempt + 1} tries: {failure}") from None
@@ -210,17 +240,13 @@ class ChatClient:
                     raise _Abandoned
         raise AssertionError("unreachable")
 
-    def _post(self, body: dict) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "phyprompt"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+    def _chat(self, body: dict) -> dict:
+        """One chat-completions request's reply; a failure is an EndpointError, or _Transient when worth
+        retrying."""
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = response.read()
+            data = self._post(self.url, body)
         except urllib.error.HTTPError as error:
-            raise self._http_error(error, body) from None
+            raise self._http_error(error) from None
         except urllib.error.URLError as error:
             raise self._connection_error(error.reason) from None
         except (OSError, http.client.HTTPException) as error:  # while waiting for or reading the answer
@@ -230,6 +256,35 @@ class ChatClient:
         except ValueError:
             raise EndpointError(f"{self.url} sent a reply that is not JSON; is it an OpenAI-compatible "
                                 "chat-completions address?") from None
+
+    def _send_keep_alive(self) -> None:
+        """Ollama's native `{"model", "keep_alive"}` request (no prompt: it only loads or unloads the model
+        and sets how long it stays; 0 unloads it at once). Tried once; a failure is a logged warning, never
+        an error: the prompts are written by then."""
+        url = self.keep_alive_url
+        try:
+            self._post(url, {"model": self.model, "keep_alive": self.keep_alive})
+        except urllib.error.HTTPError as error:
+            # the server's own text is left out of 401 and 403: some quote part of the key they refused
+            detail = "" if error.code in (401, 403) else _server_message(error)
+            log.warning("keep_alive is Ollama's: %s answered HTTP %s%s; leave keep_alive empty for other servers",
+                        url, error.code, f" ({detail})" if detail else "")
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            reason = error.reason if isinstance(error, urllib.error.URLError) else error
+            why = _one_line(getattr(reason, "strerror", None) or reason) or type(reason).__name__
+            log.warning("keep_alive was not applied: could not reach %s (%s); leave keep_alive empty for servers "
+                        "other than Ollama", url, why)
+
+    def _post(self, url: str, body: dict) -> bytes:
+        """The one way this client sends: `body` as JSON to `url`, with its headers, key and timeout; the
+        reply's bytes. Failures are urllib's and http.client's own exceptions, for the caller to read."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "phyprompt"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return response.read()
 
     def _connection_error(self, reason) -> Exception:
         if isinstance(reason, TimeoutError):
@@ -241,7 +296,7 @@ class ChatClient:
         return EndpointError(f"cannot reach {self.url} ({_one_line(getattr(reason, 'strerror', None) or reason)}): "
                              f"is the server running at {where}?")
 
-    def _http_error(self, error: urllib.error.HTTPError, body: dict) -> Exception:
+    def _http_error(self, error: urllib.error.HTTPError) -> Exception:
         code = error.code
         if code in (401, 403):
             # the server's own text is left out: some quote part of the key they refused
@@ -255,8 +310,7 @@ class ChatClient:
         if code == 404:
             return EndpointError(f"{self.url} answered HTTP 404{f' ({detail})' if detail else ''}: check the address "
                                  f"(an API base such as http://127.0.0.1:11434/v1) and the model name {self.model!r}")
-        hint = "; keep_alive is Ollama's: leave it empty for other servers" if "keep_alive" in body else ""
-        return EndpointError(f"{self.url} rejected the request (HTTP {code}{f': {detail}' if detail else ''}){hint}")
+        return EndpointError(f"{self.url} rejected the request (HTTP {code}{f': {detail}' if detail else ''})")
 
 
 def _content(reply, url: str) -> str:

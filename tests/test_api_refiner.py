@@ -2,6 +2,7 @@
 answers, fallbacks, retries, errors, what is sent, the concurrency bound, cancel; and the CLI's --endpoint."""
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from conftest import REPO
 from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, per_prompt, slow, status
 
-from phyprompt.endpoint import ChatClient, EndpointError, chat_completions_url, parse_keep_alive
+from phyprompt.endpoint import ChatClient, EndpointError, chat_completions_url, parse_keep_alive, server_root
 from phyprompt.progress import Cancelled
 from phyprompt.refiners import refiner_class
 from phyprompt.refiners.api import APIRefiner
@@ -22,6 +23,7 @@ from phyprompt.refiners.api import APIRefiner
 FIRST_SLOWLY = per_prompt({
     "one": slow(0.3, answer("<think>Gravity.</think><prompt>the first, answered last</prompt>")),
 })
+CHAT, GENERATE = "/v1/chat/completions", "/api/generate"
 
 
 @pytest.fixture
@@ -97,8 +99,10 @@ def test_seed_temperature_budget_keep_alive_and_key_are_sent(chat_server, monkey
     refiner.refine(["a", "b"], seed=7, temperature=0.5, max_new_tokens=300)
     bodies = sorted(server.bodies(), key=lambda b: b["seed"])
     assert [b["seed"] for b in bodies] == [7, 8]  # prompt i with seed + i
-    assert all(b["temperature"] == 0.5 and b["max_tokens"] == 300 and b["keep_alive"] == 0 for b in bodies)
-    assert {h["Authorization"] for _, h, _ in server.requests} == {"Bearer sk-test-123"}
+    assert all(b["temperature"] == 0.5 and b["max_tokens"] == 300 and "keep_alive" not in b for b in bodies)
+    assert server.keep_alive_bodies() == [{"model": "m", "keep_alive": 0}]
+    # the keep-alive request goes the same way as the chat requests: same key, same headers
+    assert len(server.requests) == 3 and {h["Authorization"] for _, h, _ in server.requests} == {"Bearer sk-test-123"}
 
 
 def test_no_key_variable_means_no_authorization_header(chat_server, monkeypatch):
@@ -107,6 +111,7 @@ def test_no_key_variable_means_no_authorization_header(chat_server, monkeypatch)
     refiner_for(server).refine("a cat jumps")
     _, headers, body = server.requests[0]
     assert "Authorization" not in headers and "keep_alive" not in body
+    assert server.paths() == [CHAT]  # no keep_alive: nothing is sent to Ollama's native API
 
 
 def test_huge_seeds_are_sent_in_a_range_every_server_reads(chat_server):
@@ -115,13 +120,21 @@ def test_huge_seeds_are_sent_in_a_range_every_server_reads(chat_server):
     assert 0 <= server.bodies()[0]["seed"] < 2**31
 
 
-def test_keep_alive_rides_on_the_requests_that_end_a_list(chat_server):
-    """With keep_alive 0 on every request, Ollama would unload the model between the prompts of a list."""
+def test_keep_alive_goes_once_to_ollamas_native_api_after_every_answer(chat_server):
+    """Ollama's OpenAI-compatible endpoint ignores keep_alive, so it is sent once, to <root>/api/generate with
+    no prompt, when the last answer is in; here the first prompt is answered last."""
+    server = chat_server(default=FIRST_SLOWLY)
+    results = refiner_for(server, keep_alive="5m", max_concurrency=2).refine(["one", "two", "three", "four", "five"])
+    assert results[0].prompt == "the first, answered last" and all(r.ok for r in results)
+    assert server.paths() == [CHAT] * 5 + [GENERATE]
+    assert not any("keep_alive" in body for body in server.bodies())
+    assert server.keep_alive_bodies() == [{"model": "m", "keep_alive": "5m"}]
+
+
+def test_keep_alive_finds_the_root_of_a_full_chat_completions_address(chat_server):
     server = chat_server()
-    prompts = [f"prompt number {i}" for i in range(5)]
-    refiner_for(server, keep_alive="5m", max_concurrency=2).refine(prompts)
-    carried = {b["messages"][1]["content"].rsplit("\n", 1)[-1]: b.get("keep_alive") for b in server.bodies()}
-    assert carried == {p: ("5m" if i >= 3 else None) for i, p in enumerate(prompts)}
+    APIRefiner.load(server.url + "/chat/completions", "m", keep_alive="-1").refine("a cat jumps")
+    assert server.paths() == [CHAT, GENERATE] and server.keep_alive_bodies() == [{"model": "m", "keep_alive": -1}]
 
 
 def test_concurrency_is_bounded(chat_server):
@@ -172,11 +185,35 @@ def test_404_says_check_the_address_and_the_model(chat_server):
     assert "HTTP 404" in message and "not found, try pulling it" in message and "model name 'm'" in message
 
 
-def test_a_rejected_keep_alive_says_it_is_ollamas(chat_server):
-    server = chat_server(default=status(400, {"error": {"message": "Unrecognized request argument: keep_alive"}}))
-    with pytest.raises(EndpointError) as excinfo:
-        refiner_for(server, keep_alive="0").refine("x")
-    assert "HTTP 400" in one_line_error(excinfo) and "leave it empty for other servers" in str(excinfo.value)
+def keep_alive_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "phyprompt.endpoint" and r.levelno == logging.WARNING]
+
+
+def test_a_server_without_ollamas_api_still_refines_and_warns(chat_server, caplog):
+    server = chat_server(generate=status(404, b"404 page not found"))
+    with caplog.at_level(logging.WARNING, logger="phyprompt.endpoint"):
+        [result] = refiner_for(server, keep_alive="0").refine("a glass is dropped")
+    assert result.ok and result.prompt == GOOD_PROMPT and server.paths() == [CHAT, GENERATE]
+    (warning,) = keep_alive_warnings(caplog)
+    root = server.url.removesuffix("/v1")
+    assert warning.startswith(f"keep_alive is Ollama's: {root}/api/generate answered HTTP 404")
+    assert warning.endswith("leave keep_alive empty for other servers") and "\n" not in warning
+
+
+def test_a_keep_alive_request_that_gets_no_answer_is_a_warning_too(chat_server, caplog):
+    server = chat_server(generate=slow(5))
+    with caplog.at_level(logging.WARNING, logger="phyprompt.endpoint"):
+        [result] = refiner_for(server, keep_alive="0", timeout=0.3).refine("a glass is dropped")
+    assert result.ok and server.paths() == [CHAT, GENERATE]  # tried once
+    (warning,) = keep_alive_warnings(caplog)
+    assert "keep_alive was not applied: could not reach" in warning and "/api/generate" in warning
+
+
+def test_after_a_failure_keep_alive_is_not_sent(chat_server):
+    server = chat_server(default=status(404, {"error": {"message": 'model "m" not found'}}))
+    with pytest.raises(EndpointError):
+        refiner_for(server, keep_alive="0").refine(["x", "y"])
+    assert GENERATE not in server.paths()
 
 
 def test_a_timeout_is_retried_then_reported(chat_server):
@@ -224,6 +261,9 @@ def test_settings_are_checked_when_loading(options, message):
 def test_urls_and_keep_alive_values():
     assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
     assert chat_completions_url("https://h/v1/chat/completions") == "https://h/v1/chat/completions"
+    assert [server_root(u) for u in ("http://h:11434/v1", "http://h:11434/v1/", "http://h:11434/v1/chat/completions",
+                                     "https://h/ollama/v1", "http://h:8080")] == [
+        "http://h:11434", "http://h:11434", "http://h:11434", "https://h/ollama", "http://h:8080"]
     assert [parse_keep_alive(v) for v in ("0", "-1", " 300 ", "5m", "1h30m", "", None)] == [0, -1, 300, "5m", "1h30m",
                                                                                           None, None]
 
@@ -255,6 +295,25 @@ def test_cancel_during_a_slow_request_returns_promptly_and_the_next_call_works(c
     assert refiner.refine("a glass is dropped")[0].ok
 
 
+def test_a_cancel_still_sends_keep_alive_without_waiting_for_it(chat_server):
+    """keep_alive 0 should still free the server after a cancel; it is sent from a background thread, so a
+    server slow to take it does not hold the cancel up."""
+    server = chat_server(slow(30), generate=slow(30))
+    start = time.monotonic()
+
+    def progress(done, total):
+        if time.monotonic() - start > 0.3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        refiner_for(server, keep_alive="0").refine("a glass is dropped", progress=progress)
+    assert time.monotonic() - start < 2
+    while GENERATE not in server.paths():
+        assert time.monotonic() - start < 10
+        time.sleep(0.02)
+    assert server.paths() == [CHAT, GENERATE] and server.keep_alive_bodies() == [{"model": "m", "keep_alive": 0}]
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 def phyprompt(*args, env=None):
@@ -269,9 +328,10 @@ def test_cli_refines_on_a_server(chat_server):
                     env={"CLI_TEST_KEY": "k-1"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == GOOD_PROMPT and "/77 tokens for lavie" in run.stderr
-    _, headers, body = server.requests[0]
-    assert body["model"] == "qwen2.5:7b" and body["seed"] == 3 and body["keep_alive"] == -1
-    assert headers["Authorization"] == "Bearer k-1"
+    (_, headers, body), (path, generate_headers, generate) = server.requests
+    assert body["model"] == "qwen2.5:7b" and body["seed"] == 3 and "keep_alive" not in body
+    assert path == GENERATE and generate == {"model": "qwen2.5:7b", "keep_alive": -1}
+    assert headers["Authorization"] == generate_headers["Authorization"] == "Bearer k-1"
 
 
 def test_cli_refines_a_file_on_a_server_in_order(chat_server, tmp_path):
@@ -279,12 +339,14 @@ def test_cli_refines_a_file_on_a_server_in_order(chat_server, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one\ntwo\nthree\n")
     run = phyprompt("refine", "--file", str(prompts), "--endpoint", server.url, "--endpoint-model", "m",
-                    "--batch-size", "2", "--quiet")
+                    "--batch-size", "2", "--keep-alive", "0", "--quiet")
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert [(r["original"], r["prompt"]) for r in rows] == [
         ("one", "the first, answered last"), ("two", GOOD_PROMPT), ("three", GOOD_PROMPT)]
     assert sorted(b["seed"] for b in server.bodies()) == [0, 1, 2]
+    # the whole list is one call (--batch-size is the local model's): keep_alive 0 unloads once, at the end
+    assert server.paths() == [CHAT, CHAT, CHAT, GENERATE]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -322,7 +384,8 @@ def test_generate_refines_on_a_server_before_rendering(chat_server, tmp_path):
     assert record["prompt"] == record["refinement"]["prompt"] == GOOD_PROMPT
     assert record["refiner"] == f"m at {server.url}" and record["settings"]["refiner_temperature"] == 0.0
     (body,) = server.bodies()
-    assert "CogVideoX" in body["messages"][1]["content"] and body["keep_alive"] == 0
+    assert "CogVideoX" in body["messages"][1]["content"] and "keep_alive" not in body
+    assert server.paths() == [CHAT, GENERATE] and server.keep_alive_bodies() == [{"model": "m", "keep_alive": 0}]
 
 
 def test_cli_server_failures_are_one_error_line(chat_server):

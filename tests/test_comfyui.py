@@ -558,12 +558,13 @@ def test_keep_loaded_reuses_the_refiner(server, after_run):
     assert "Requested to load PhyPromptModules" not in server.log()[between:]
 
 
-def test_unloading_frees_the_weights_and_leaves_other_models_loaded():
-    """nodes/memory.py in ComfyUI's model management itself: an unloaded model leaves it, nothing holds its
-    weights any more, the others stay (see tests/support/comfy_memory_check.py)."""
+def test_unloading_frees_the_weights_and_leaves_other_models_loaded(tiny_refiner_dir):
+    """nodes/memory.py in ComfyUI's model management itself, with real LocalRefiners: an unloaded one leaves
+    it, nothing holds its weights any more, the others stay (see tests/support/comfy_memory_check.py)."""
     tree = find_comfyui_tree()
     run = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "comfy_memory_check.py"),
-                          str(REPO / "nodes" / "memory.py")], cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)},
+                          str(REPO / "nodes" / "memory.py"), tiny_refiner_dir], cwd=tree,
+                         env=os.environ | {"PYTHONPATH": os.pathsep.join([str(tree), str(REPO)])},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "freed", run.stderr[-3000:]
 

@@ -8,12 +8,15 @@ import time
 import pytest
 
 from conftest import REPO
-from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, slow, status
+from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, slow, status, unloaded
 from support.comfy_server import ComfyServer
 from support.workflow_api import ui_to_api
 
 API_LOAD, LOAD, REFINE, REFINE_LIST = "PhyPromptLoadAPIRefiner", "PhyPromptLoadRefiner", "PhyPromptRefine", \
     "PhyPromptRefineList"
+CHAT, GENERATE = "/v1/chat/completions", "/api/generate"
+# the node's default keep_alive "0", sent to Ollama's native API at the server's root, once the prompts are in
+UNLOAD = {"model": "qwen2.5:7b", "keep_alive": 0}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def chat():
 @pytest.fixture
 def endpoint(chat):
     """The module's chat server, answering well by default, with nothing recorded yet."""
-    chat.script, chat.default = [], answer()
+    chat.script, chat.default, chat.generate = [], answer(), unloaded()
     chat.requests.clear()
     return chat
 
@@ -87,8 +90,9 @@ def test_refine_and_preview_over_a_server(comfy, endpoint):
     assert texts(entry, "3") == [GOOD_PROMPT] and texts(entry, "4") == [GOOD_REASONING]
     assert "/226 tokens for cogvideox" in texts(entry, "5")[0] and "refined" in texts(entry, "5")[0]
     (body,) = endpoint.bodies()
-    assert body["model"] == "qwen2.5:7b" and body["seed"] == 5 and body["keep_alive"] == 0
+    assert body["model"] == "qwen2.5:7b" and body["seed"] == 5 and "keep_alive" not in body
     assert body["temperature"] == 0.7 and body["max_tokens"] == 512
+    assert endpoint.paths() == [CHAT, GENERATE] and endpoint.keep_alive_bodies() == [UNLOAD]
 
 
 def test_the_list_node_asks_for_every_line(comfy, endpoint):
@@ -96,6 +100,7 @@ def test_the_list_node_asks_for_every_line(comfy, endpoint):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert texts(entry, "3") == [GOOD_PROMPT] * 3
     assert sorted(b["seed"] for b in endpoint.bodies()) == [0, 1, 2]
+    assert endpoint.paths() == [CHAT] * 3 + [GENERATE]  # once, after the whole list
 
 
 def test_comfyui_model_management_is_left_alone(comfy, endpoint):
@@ -114,7 +119,7 @@ def test_comfyui_model_management_is_left_alone(comfy, endpoint):
     graph["2"]["inputs"]["prompt"] = "a stone skips on a pond"  # only the API refine runs again
     entry = comfy.run(graph)
     assert entry["status"]["status_str"] == "success", entry["status"]
-    assert texts(entry, "3") == [GOOD_PROMPT] and len(endpoint.requests) == 2
+    assert texts(entry, "3") == [GOOD_PROMPT] and len(endpoint.bodies()) == 2
     after = comfy.log()[start:]
     assert "Requested to load" not in after and "Unloading" not in after and "unloaded" not in after, after
 
@@ -132,6 +137,10 @@ def test_cancel_during_a_slow_request_ends_promptly_and_the_next_run_works(comfy
     entry = comfy.wait(body["prompt_id"], timeout=30)
     assert time.monotonic() - pressed < 3
     assert "execution_interrupted" in message_kinds(entry) and "execution_success" not in message_kinds(entry)
+    while GENERATE not in endpoint.paths():  # keep_alive 0 still frees the server, without holding the cancel up
+        assert time.monotonic() < deadline, endpoint.paths()
+        time.sleep(0.05)
+    assert endpoint.keep_alive_bodies() == [UNLOAD]
     endpoint.default = answer()
     after = comfy.run(api_graph(endpoint.url, "a slow glass falls", seed=1))
     assert after["status"]["status_str"] == "success" and texts(after, "3") == [GOOD_PROMPT]
@@ -141,6 +150,17 @@ def test_a_server_error_is_one_clear_node_error(comfy, endpoint):
     endpoint.default = status(404, {"error": {"message": 'model "qwen2.5:7b" not found, try pulling it first'}})
     message = execution_error(comfy.run(api_graph(endpoint.url, "a kite rises")))
     assert "HTTP 404" in message and "try pulling it first" in message and "\n" not in message.strip()
+    assert GENERATE not in endpoint.paths()
+
+
+def test_a_server_without_ollamas_api_still_refines(comfy, endpoint):
+    """keep_alive on a server that is not Ollama: the prompt is still refined; the log says what to change."""
+    endpoint.generate = status(404, b"404 page not found")
+    entry = comfy.run(api_graph(endpoint.url, "a leaf drifts down"))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert texts(entry, "3") == [GOOD_PROMPT] and endpoint.paths() == [CHAT, GENERATE]
+    assert "/api/generate answered HTTP 404 (404 page not found); leave keep_alive empty for other servers" \
+        in comfy.log()
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -168,4 +188,5 @@ def test_the_example_workflow_runs_against_a_server(comfy, endpoint):
     previews = [texts(entry, i) for i, node in graph.items() if node["class_type"] == "PreviewAny"]
     assert [GOOD_PROMPT] in previews and [GOOD_REASONING] in previews and len(previews) == 3
     (body,) = endpoint.bodies()
-    assert body["model"] == "qwen2.5:7b" and body["keep_alive"] == 0
+    assert body["model"] == "qwen2.5:7b" and "keep_alive" not in body
+    assert endpoint.paths() == [CHAT, GENERATE] and endpoint.keep_alive_bodies() == [UNLOAD]

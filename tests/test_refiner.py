@@ -400,3 +400,21 @@ def test_every_refiner_kind_follows_the_protocol(kind):
         actual = inspect.signature(getattr(implementation, method)).parameters
         assert list(expected) == [name for name in actual if name in expected], (kind, method)
         assert all(actual[name].default == expected[name].default for name in expected), (kind, method)
+
+
+def test_scripts_written_for_0_1_still_run(trained_refiner_dir):
+    """The refiner moved into phyprompt/refiners/; the old names still work, with a DeprecationWarning."""
+    import importlib
+
+    import phyprompt
+
+    with pytest.warns(DeprecationWarning, match="phyprompt.LocalRefiner"):
+        assert phyprompt.Refiner is LocalRefiner
+    for old, new in (("phyprompt.refiner", "phyprompt.refiners"), ("phyprompt.loading", "phyprompt.refiners.loading")):
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new):
+            module = importlib.import_module(old)
+        if old == "phyprompt.refiner":
+            assert module.Refiner is LocalRefiner and module.Refinement is Refinement
+        else:
+            assert module.RefinerLoadError is RefinerLoadError

@@ -49,16 +49,15 @@ def open_refiner(args, model: str | None, **local_options):
     """The refiner a command line names, chosen here only: a server (--endpoint, --endpoint-model,
     --api-key-env, --keep-alive), or the local `model` (a folder or hub id; None: the default refiner)
     with --adapter on --device in --dtype, loaded with `local_options`."""
+    from ..refiners import refiner_class
+
     if args.endpoint:
-        from ..refiners.api import APIRefiner
-
-        return APIRefiner.load(args.endpoint, args.endpoint_model, api_key_env=args.api_key_env,
-                               keep_alive=args.keep_alive)
+        return refiner_class("api").load(args.endpoint, args.endpoint_model, api_key_env=args.api_key_env,
+                                         keep_alive=args.keep_alive)
     from ..refiners.loading import DEFAULT_MODEL
-    from ..refiners.local import LocalRefiner
 
-    return LocalRefiner.load(model or DEFAULT_MODEL, args.adapter, dtype=args.dtype, device=args.device,
-                             allow_download=True, **local_options)
+    return refiner_class("local").load(model or DEFAULT_MODEL, args.adapter, dtype=args.dtype, device=args.device,
+                                       allow_download=True, **local_options)
 
 
 def quiet_libraries() -> None:

@@ -28,19 +28,23 @@ def run(args) -> int:
     refiner = open_refiner(args, args.model, quantization=args.quantization, merge_adapter=args.merge_adapter)
     options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                    target_tokenizer=args.target_tokenizer)
-    chunks = list(_chunks(prompts, args.batch_size))
-    if args.endpoint:  # a server reports prompts answered (and batches on its own side)
-        unit, per_chunk, total = "prompt", args.batch_size, len(prompts)
-    else:  # a local model reports tokens generated, up to max_new_tokens per batch
+    if refiner.in_process:  # a local model reports tokens generated, up to max_new_tokens per batch
+        chunk_size = args.batch_size
         options["batch_size"] = args.batch_size
-        unit, per_chunk, total = "tok", args.max_new_tokens, len(chunks) * args.max_new_tokens
+        unit, per_chunk, total = "tok", args.max_new_tokens, -(-len(prompts) // chunk_size) * args.max_new_tokens
+    else:
+        # a server gets the whole list in one call: it batches on its own side, and Ollama's keep_alive,
+        # applied after each call, would otherwise unload and reload the model between chunks
+        chunk_size = len(prompts)
+        unit, per_chunk, total = "prompt", chunk_size, len(prompts)
+    chunks = list(_chunks(prompts, chunk_size))
     with progress_bar(args.quiet, "refining", unit) as bar:
-        # one batch at a time, printed as soon as it is done, so a long file streams its results;
-        # line i is refined with seed + i, exactly as a single call over the whole file would
+        # one batch at a time, printed as soon as it is done, so a long file streams its results (from a
+        # local model); line i is refined with seed + i, exactly as a single call over the whole file would
         for index, chunk in enumerate(chunks):
             offset = index * per_chunk
             progress = (lambda done, _total, offset=offset: bar(offset + done, total)) if bar else None
-            results = refiner.refine(chunk, seed=args.seed + index * args.batch_size, progress=progress, **options)
+            results = refiner.refine(chunk, seed=args.seed + index * chunk_size, progress=progress, **options)
             _print_results(results, args)
     return 0
 

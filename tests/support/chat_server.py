@@ -1,5 +1,6 @@
 """A real OpenAI-compatible chat-completions server on 127.0.0.1, with replies scripted per request, that
-records what it received (path, headers, body) and how many requests it served at once."""
+records what it received (path, headers, body, in order of arrival) and how many requests it served at
+once. It also takes Ollama's native keep-alive request, POST /api/generate, answered by its own reply."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from phyprompt.contract import format_output
 GOOD_REASONING = "A dropped glass speeds up under gravity and shatters when it meets the hard floor."
 GOOD_PROMPT = "A glass slips from a hand, falls faster and faster, and bursts into shards on the tiles."
 GOOD_ANSWER = format_output(GOOD_REASONING, GOOD_PROMPT)
+GENERATE_PATH = "/api/generate"
 
 def answer(text: str = GOOD_ANSWER) -> Callable:
     message = {"role": "assistant", "content": text}
@@ -39,12 +41,19 @@ def per_prompt(replies: dict, otherwise: Callable | None = None) -> Callable:
     return reply
 
 
-class ChatServer:
-    """`script` replies to the next requests in order; after it, `default` replies to every request. A reply
-    is `reply(server, body) -> (status, headers, payload)`; a dict payload is sent as JSON."""
+def unloaded() -> Callable:
+    """Ollama's answer to /api/generate with no prompt."""
+    return lambda server, body: (200, {}, {"model": body.get("model"), "response": "", "done": True,
+                                           "done_reason": "unload"})
 
-    def __init__(self, *script: Callable, default: Callable | None = None):
-        self.script, self.default = list(script), default or answer()
+
+class ChatServer:
+    """`script` replies to the next chat requests in order; after it, `default` replies to every chat
+    request; `generate` replies to every /api/generate request. A reply is
+    `reply(server, body) -> (status, headers, payload)`; a dict payload is sent as JSON."""
+
+    def __init__(self, *script: Callable, default: Callable | None = None, generate: Callable | None = None):
+        self.script, self.default, self.generate = list(script), default or answer(), generate or unloaded()
         self.requests: list[tuple[str, dict, dict]] = []
         self.in_flight = self.most_in_flight = 0
         self.closing = threading.Event()
@@ -56,7 +65,10 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append((self.path, dict(self.headers), body))
-                    reply = server.script.pop(0) if server.script else server.default
+                    if self.path == GENERATE_PATH:
+                        reply = server.generate
+                    else:
+                        reply = server.script.pop(0) if server.script else server.default
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
                 try:
@@ -84,7 +96,15 @@ class ChatServer:
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def bodies(self) -> list[dict]:
-        return [body for _, _, body in self.requests]
+        """The chat requests' bodies."""
+        return [body for path, _, body in self.requests if path != GENERATE_PATH]
+
+    def keep_alive_bodies(self) -> list[dict]:
+        """The bodies of the /api/generate requests (Ollama's keep_alive)."""
+        return [body for path, _, body in self.requests if path == GENERATE_PATH]
+
+    def paths(self) -> list[str]:
+        return [path for path, _, _ in self.requests]
 
     def close(self) -> None:
         self.closing.set()
