@@ -13,6 +13,7 @@ import os
 
 import folder_paths
 
+from ..phyprompt.refiners.builtin import BUILTIN_LABEL, BUILTIN_MODEL
 from ..phyprompt.refiners.loading import is_gguf
 from ..phyprompt.video.backend import BackendInfo, Weights, backend_info, backend_names
 
@@ -54,10 +55,11 @@ def _folders_holding(marker: str, kinds: tuple[str, ...], accept=lambda path: Tr
 
 
 def refiner_models() -> dict[str, str]:
-    """Hugging Face folders and GGUF files (what llama.cpp and Ollama users have) under models/LLM."""
+    """The built-in refiner first (nothing to put in a folder), then Hugging Face folders and GGUF files
+    (what llama.cpp and Ollama users have) under models/LLM."""
     gguf_files = {name: folder_paths.get_full_path(LLM, name) for name in folder_paths.get_filename_list(LLM)
                   if is_gguf(name)}
-    return dict(sorted((gguf_files | _folders_holding("config.json", (LLM,))).items()))
+    return {BUILTIN_LABEL: BUILTIN_MODEL, **dict(sorted((gguf_files | _folders_holding("config.json", (LLM,))).items()))}
 
 
 def refiner_adapters() -> dict[str, str]:

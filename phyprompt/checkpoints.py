@@ -36,11 +36,12 @@ import struct
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import safetensors.torch
-import torch
 from safetensors import SafetensorError
+
+if TYPE_CHECKING:  # imported where tensors are read: the folder checks run (and the CLI starts) without torch
+    import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -172,6 +173,8 @@ def _read_file(path: str) -> object:
     """Whatever the file holds, read on the CPU."""
     if not path.endswith(".safetensors"):
         return _unpickle(path)
+    import safetensors.torch
+
     check_safetensors(path, CheckpointError)
     try:
         return safetensors.torch.load_file(path)
@@ -180,6 +183,8 @@ def _read_file(path: str) -> object:
 
 
 def _unpickle(path: str) -> object:
+    import torch
+
     with open(path, "rb") as f:
         is_zip = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
     try:
@@ -235,6 +240,8 @@ def _scan_pickles(stream: IO[bytes], count: int) -> list[str]:
 
 
 def _tensors(obj: object, key: str | None, name: str, device: str | torch.device) -> dict[str, torch.Tensor]:
+    import torch
+
     obj = _unwrap(_pick(obj, key, name) if key else obj)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{name} holds a {type(obj).__name__}, not a state dict")
@@ -253,6 +260,8 @@ def _pick(obj: object, key: str, name: str) -> object:
 
 
 def _unwrap(obj: object) -> object:
+    import torch
+
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         wrapper = next((w for w in WRAPPERS if isinstance(obj.get(w), Mapping)), None)
         if wrapper is None:

@@ -1,7 +1,21 @@
 """`python -m phyprompt …`: the library from the command line, without ComfyUI.
 
 This module holds the argument parser and the error handling every subcommand shares; each subcommand's
-work is in its own module under `phyprompt/commands/`.
+work is in its own module under `phyprompt/commands/`. Building the parser and answering `--help` or a bad
+argument import neither torch nor transformers: that happens when a command runs.
+
+Exit status (also in `phyprompt --help` and the README), for scripts:
+
+    0    success: `refine` refined at least one prompt; `generate` wrote the video (also when its
+         refinement fell back to the original prompt, which is a warning)
+    1    a model, file, input or server failed, or ran out of memory; one `phyprompt: error:` line says
+         what to fix
+    2    bad arguments: argparse's errors, options that do not go together, and `generate` settings the
+         video model cannot render (a width that is not a multiple of 16, a frame count it cannot make);
+         one `phyprompt <command>: error:` line
+    3    `refine`: nothing was refined, every prompt fell back to the original (the output is printed
+         all the same, with --json and --file too)
+    130  cancelled (Ctrl+C)
 """
 
 from __future__ import annotations
@@ -22,6 +36,13 @@ from .targets import TARGET_NAMES
 from .video.backend import backend_info, backend_names
 from .video.writer import SUPPORTED_SUFFIXES
 
+EXIT_STATUS = """exit status:
+  0    success: refine refined at least one prompt; generate wrote the video (also when its refinement
+       fell back to the original prompt, which is a warning)
+  1    a model, file, input or server failed, or ran out of memory
+  2    bad arguments, including generate settings the video model cannot render
+  3    refine: nothing was refined, every prompt fell back to the original (still printed)
+  130  cancelled (Ctrl+C)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,21 +112,25 @@ def _add_model_options(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="phyprompt", description="Physics-aware prompt refinement for text-to-video models.")
+    parser = _Parser(prog="phyprompt", description="Physics-aware prompt refinement for text-to-video models.",
+                     epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     refine = commands.add_parser(
         "refine",
         help="rewrite prompts with explicit physics",
         description="Rewrite prompts so a text-to-video model renders physically plausible motion.",
+        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = refine.add_mutually_exclusive_group(required=True)
     source.add_argument("prompt", nargs="?", help="the prompt to refine")
     source.add_argument("--file", metavar="PATH", help="a prompt list: .txt with one prompt per line ('-' for stdin), "
                         ".jsonl, .json or .csv (a prompt or caption field); JSONL out")
     refine.add_argument("--model",  # None: DEFAULT_MODEL, unless --endpoint is given
-                        help=f"refiner folder, .gguf file (dequantised to float) or Hugging Face hub id "
-                             f"(default: {DEFAULT_MODEL})")
+                        help=f"refiner folder, .gguf file (dequantised to float) or Hugging Face hub id (default: "
+                             f"{DEFAULT_MODEL}, the built-in SmolLM2-135M demonstration refiner: it learned the "
+                             "answer format, not good physics; use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt "
+                             "model for real refinements)")
     refine.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply")
     refine.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights")
     refine.add_argument("--target", choices=TARGET_NAMES, default="cogvideox",
@@ -138,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="backends:\n" + "\n".join(
             f"  {name}: {info.summary or info.display_name}; --model is {info.weights.describe()}; defaults "
             f"{info.official()}, scheduler {'/'.join(info.schedulers)}, {info.fps:g} fps; the refiner writes "
-            f"for the {info.target} budget" for name, info in backends.items()),
+            f"for the {info.target} budget" for name, info in backends.items()) + "\n\n" + EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     generate.add_argument("prompt", help="what the video shows")
@@ -208,19 +233,25 @@ def _check_combinations(parser: _Parser, args) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .commands import generate, refine
-    from .commands.common import fail
-
+    """Run a command line; returns the exit status (see the module's docstring). Argument errors exit
+    with status 2 through argparse (SystemExit)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
+
+    from .commands import generate, refine  # after the arguments are checked: they lead to torch
+    from .commands.common import fail
+    from .video.backend import VideoSettingsError
+
     command = {"refine": refine.run, "generate": generate.run}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:
         print("phyprompt: cancelled", file=sys.stderr)
         return 130
-    # model folders, settings and inputs the user can fix (RefinerLoadError, VideoModelError and
-    # VideoSettingsError are ValueErrors), files that cannot be read or written, a missing optional package
+    except VideoSettingsError as exc:  # settings from the command line the model cannot render: bad arguments
+        return fail(str(exc), prog=f"{parser.prog} {args.command}", status=2)
+    # model folders and inputs the user can fix (RefinerLoadError and VideoModelError are ValueErrors),
+    # files that cannot be read or written, a missing optional package
     except (ValueError, OSError, ImportError) as exc:
         return fail(str(exc) or type(exc).__name__)

@@ -1,14 +1,34 @@
-"""Choosing the device and dtype a model runs in, the same way for refiners and video models."""
+"""Choosing the device and dtype a model runs in, the same way for refiners and video models.
+
+Importing this module does not import torch (the CLI's help and argument checks read `DTYPES`); the
+functions do.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
-DTYPE_BY_NAME = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def __getattr__(name: str):
+    if name == "DTYPE_BY_NAME":  # {"bf16": torch.bfloat16, ...}, built when first asked for
+        return _dtype_by_name()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _dtype_by_name() -> dict[str, torch.dtype]:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def resolve_device(device: str | torch.device = "auto", error: type[Exception] = ValueError) -> torch.device:
+    import torch
+
     if str(device) != "auto":
         try:
             return torch.device(device)
@@ -25,9 +45,11 @@ def resolve_dtype(dtype: str, device: torch.device, error: type[Exception] = Val
                   gpu_default: torch.dtype | None = None) -> torch.dtype:
     """`auto` is fp32 on CPU (half precision is slow there); on a GPU, `gpu_default` when the model has
     a preferred precision, else bf16 where the GPU has it and fp16 otherwise."""
+    import torch
+
     if dtype != "auto":
         try:
-            return DTYPE_BY_NAME[dtype]
+            return _dtype_by_name()[dtype]
         except KeyError:
             raise error(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}") from None
     if device.type == "cuda":

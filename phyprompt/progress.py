@@ -7,6 +7,9 @@ leaves nothing half-done behind. `Cancelled` is the exception for callers that h
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 Progress = Callable[[int, int], None]
@@ -32,6 +35,16 @@ class TqdmProgress:
             self.close()
             self._bar = tqdm(total=total, desc=self.description, unit=self.unit, leave=False, dynamic_ncols=True)
         self._bar.update(done - self._bar.n)
+
+    @contextmanager
+    def cleared(self) -> Iterator[None]:
+        """Print lines (on stdout or stderr) inside this: the bar is wiped first and drawn again after, so
+        a line never starts at the end of the bar (they share the terminal)."""
+        if self._bar is None:
+            yield
+            return
+        with self._bar.external_write_mode(file=sys.stderr):
+            yield
 
     def close(self) -> None:
         if self._bar is not None:

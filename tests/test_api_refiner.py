@@ -388,6 +388,21 @@ def test_generate_refines_on_a_server_before_rendering(chat_server, tmp_path):
     assert server.paths() == [CHAT, GENERATE] and server.keep_alive_bodies() == [{"model": "m", "keep_alive": 0}]
 
 
+@pytest.mark.parametrize("replies, status", [
+    ({"two": answer("no tags, no prompt")}, 0),  # one prompt refined is enough
+    ({name: answer("no tags, no prompt") for name in ("one", "two", "three")}, 3),  # nothing refined
+])
+def test_cli_exit_status_with_a_fallback_among_refined_prompts(chat_server, tmp_path, replies, status):
+    server = chat_server(default=per_prompt(replies))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    run = phyprompt("refine", "--file", str(prompts), "--endpoint", server.url, "--endpoint-model", "m", "--quiet")
+    assert run.returncode == status, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [row["ok"] for row in rows] == [name not in replies for name in ("one", "two", "three")]
+    assert ("nothing was refined: all 3 prompts fell back to the original" in run.stderr) == (status == 3)
+
+
 def test_cli_server_failures_are_one_error_line(chat_server):
     server = chat_server(default=status(401))
     run = phyprompt("refine", "a cat", "--endpoint", server.url, "--endpoint-model", "m", "--api-key-env",

@@ -50,7 +50,9 @@ def not_cogvideox_dir(tmp_path_factory):
     return str(folder)
 
 
-# name -> (arguments, given the model folders and an output folder; the exit code; what stderr says)
+# name -> (arguments, given the model folders and an output folder; the exit code; what stderr says).
+# Exit code 2 for bad arguments, which includes settings the video model cannot render; 1 for models,
+# files and inputs that fail.
 ERRORS = {
     "bad size syntax": (lambda m, out: [PROMPT, "--model", m["cogvideox"], "--size", "32by32"], 2,
                         "--size: expected WIDTHxHEIGHT in pixels, e.g. 720x480, not '32by32'"),
@@ -68,10 +70,10 @@ ERRORS = {
                         "invalid choice: 'sora'"),
     "empty prompt": (lambda m, out: ["  ", "--model", m["cogvideox"]], 1, "the prompt is empty"),
     "width not a multiple of 16": (
-        lambda m, out: [PROMPT, "--model", m["cogvideox"], *TINY, "--size", "40x32", "--out", out / "w.mp4"], 1,
+        lambda m, out: [PROMPT, "--model", m["cogvideox"], *TINY, "--size", "40x32", "--out", out / "w.mp4"], 2,
         "width 40 is not a multiple of 16 (the VAE and patch size); try 48"),
     "frames 5": (lambda m, out: [PROMPT, "--model", m["cogvideox"], *TINY, "--frames", "5", "--out", out / "f.mp4"],
-                 1, "CogVideoX makes 1 + 8·k frames (e.g. 49), not 5; try 9"),
+                 2, "CogVideoX makes 1 + 8·k frames (e.g. 49), not 5; try 9"),
     "missing model folder": (lambda m, out: [PROMPT, "--model", out / "nope", *TINY], 1,
                              "CogVideoX folder not found"),
     "not a CogVideoX folder": (lambda m, out: [PROMPT, "--model", m["other"], *TINY], 1,
@@ -82,12 +84,12 @@ ERRORS = {
         "CogVideoX folder not found"),
     "missing refiner": (lambda m, out: [PROMPT, "--model", m["cogvideox"], "--refiner", out / "nope", *TINY], 1,
                         "refiner folder not found"),
-    "offload on CPU": (lambda m, out: [PROMPT, "--model", m["cogvideox"], *TINY, "--offload", "model"], 1,
+    "offload on CPU": (lambda m, out: [PROMPT, "--model", m["cogvideox"], *TINY, "--offload", "model"], 2,
                        "model CPU offload moves weights between the CPU and a CUDA GPU"),
 }
 
 
-IN_A_PROCESS = ("bad size syntax", "missing model folder")
+IN_A_PROCESS = ("bad size syntax", "missing model folder", "frames 5")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def out_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(cogvideox_dir, not_cogvideox_dir, trained_refiner_dir, out_dir):
+def runs(cogvideox_dir, not_cogvideox_dir, trained_refiner_dir, tiny_refiner_dir, out_dir):
     models = {"cogvideox": cogvideox_dir, "other": not_cogvideox_dir, "refiner": trained_refiner_dir}
     default_out = out_dir / "default"
     default_out.mkdir()
@@ -109,6 +111,9 @@ def runs(cogvideox_dir, not_cogvideox_dir, trained_refiner_dir, out_dir):
                  "--out", out_dir / "first.gif"], REPO),
         "gif again": ([LONG_PROMPT, "--model", cogvideox_dir, *TINY, "--seed", "5", "--quiet",
                        "--out", out_dir / "again.gif"], REPO),
+        # the untrained tiny refiner writes no prompt in 4 tokens: the video renders the original prompt
+        "fell back": ([PROMPT, "--model", cogvideox_dir, *TINY, "--refiner", tiny_refiner_dir,
+                       "--refiner-max-new-tokens", "4", "--quiet", "--out", out_dir / "fell-back.mp4"], REPO),
         "help": (["--help"], REPO),
     }
     for name in IN_A_PROCESS:
@@ -195,6 +200,16 @@ def test_compare_puts_original_and_refined_side_by_side(runs, out_dir):
     assert json.loads((out_dir / "refined.json").read_text())["comparison"] == "refined-compare.mp4"
 
 
+def test_a_refinement_that_fell_back_is_a_warning_and_exit_0(runs, out_dir):
+    run = runs["fell back"]
+    assert succeeded(run)[0] == str(out_dir / "fell-back.mp4")  # status 0: the video was written
+    record = json.loads((out_dir / "fell-back.json").read_text(encoding="utf-8"))
+    assert record["prompt"] == PROMPT and not record["refinement"]["ok"]
+    [warning] = [line for line in run.stderr.splitlines() if line.startswith("phyprompt: warning:")]
+    assert warning.startswith("phyprompt: warning: the refinement fell back to the original prompt (")
+    assert warning.endswith("); the video shows the original prompt")
+
+
 def test_gif_output(runs, out_dir):
     assert succeeded(runs["gif"])[0] == str(out_dir / "first.gif")
     frames = read_gif(out_dir / "first.gif")
@@ -228,7 +243,8 @@ def check_error(name, code, stdout, stderr, out_folder):
     assert code == expected_code, stderr
     errors = [line for line in stderr.splitlines() if ": error:" in line]
     assert len(errors) == 1 and message in errors[0], stderr
-    assert errors[0].startswith("phyprompt: error:" if code == 1 else "phyprompt generate: error:")
+    # bad arguments (2) are the command's, as argparse says them; failures (1) are phyprompt's
+    assert errors[0].startswith({1: "phyprompt: error:", 2: "phyprompt generate: error:"}[code])
     assert stdout == "" and "refining" not in stderr
     assert not out_folder.exists() or not any(out_folder.iterdir())
 

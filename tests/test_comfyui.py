@@ -18,7 +18,7 @@ from support.workflow_api import _input_specs, _values_taken, ui_to_api
 from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
 
 from phyprompt.video.cogvideox import CogVideoXBackend
-from train.gguf_import import find_smollm2_gguf
+from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
 LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
@@ -41,11 +41,9 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     server.prepare()
     llm = server.models_dir / "LLM"
     shutil.copytree(trained_refiner_dir, llm / "tiny-trained")
-    # the folder name the example workflows use
-    shutil.copytree(trained_refiner_dir, llm / "Qwen2.5-1.5B-Instruct")
     shutil.copytree(tiny_refiner_dir, llm / "tiny-random")
     shutil.copytree(tiny_refiner_dir, llm / "org" / "nested-random")
-    (llm / GGUF_MODEL).symlink_to(find_smollm2_gguf())  # a GGUF file, as llama.cpp and Ollama users have them
+    (llm / GGUF_MODEL).symlink_to(smollm2_gguf())  # a GGUF file, as llama.cpp and Ollama users have them
     write_tiny_adapter(str(llm / "tiny-random"), llm / "adapters" / "tiny-lora")
     write_tiny_adapter(write_tiny_refiner(work / "wider", hidden_size=48), llm / "adapters" / "wider-lora")
     shutil.copytree(tiny_refiner_dir, llm / "no-weights", ignore=shutil.ignore_patterns("*.safetensors"))
@@ -288,6 +286,18 @@ def test_a_gguf_file_is_a_refiner(server):
     assert "kept the original prompt" in texts(entry, "5")[0]
 
 
+def test_the_builtin_refiner_is_the_first_choice_and_refines(server):
+    """The built-in refiner (SmolLM2-135M + the shipped adapter) needs no folder: it leads the model list
+    (so it is a new node's default) and writes a prompt the parser accepts."""
+    models = server.get(f"/object_info/{LOAD}")[LOAD]["input"]["required"]["model"][1]["options"]
+    assert models[0] == BUILTIN_LABEL
+    prompt = "a cat jumps onto a table"
+    entry = server.run(refine_graph(prompt, load=load_node(BUILTIN_LABEL), max_new_tokens=320))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (refined,), (report,) = texts(entry, "3"), texts(entry, "5")
+    assert refined != prompt and "; refined" in report, report
+
+
 def test_models_can_be_evicted_and_come_back(server):
     assert server.post("/free", {"unload_models": True, "free_memory": True})[0] == 200
     entry = server.run(refine_graph(seed=1))
@@ -365,7 +375,7 @@ def test_example_workflows_are_tidy(server, workflow):
         # a shared example renders what its author saw: every seed stays fixed
         assert all(v == "fixed" for k, v in values.items() if k.endswith("control_after_generate")), values
         if node["type"] == LOAD:
-            assert values["model"] == "Qwen2.5-1.5B-Instruct"
+            assert values["model"] == BUILTIN_LABEL  # runs out of the box
         if node["type"] == LOAD_VIDEO:
             assert values["model"] == "CogVideoX-2b"
         if node["type"] == SAMPLER:
@@ -431,9 +441,13 @@ def test_example_workflows_run(server, workflow):
 
 
 def small_graph(workflow, server) -> dict:
-    """A shipped workflow in the API format, with the render settings a CPU test can afford."""
+    """A shipped workflow in the API format, with the render settings a CPU test can afford, and the tiny
+    trained refiner in place of the built-in one (which writes ~18 tokens/s here; its own node test is
+    test_the_builtin_refiner_is_the_first_choice_and_refines)."""
     graph = ui_to_api(json.loads(workflow.read_text(encoding="utf-8")), server.get("/object_info"))
     for node in graph.values():
+        if node["class_type"] == LOAD and node["inputs"]["model"] == BUILTIN_LABEL:
+            node["inputs"]["model"] = "tiny-trained"
         if node["class_type"] == SAMPLER:
             node["inputs"].update(SMALL)
         node["inputs"].update(SMALL_IMAGE.get(node["class_type"], {}))

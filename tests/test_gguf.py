@@ -13,7 +13,7 @@ from conftest import REPO
 from phyprompt.refiners.loading import RefinerLoadError
 from phyprompt.refiners.local import LocalRefiner
 from phyprompt.targets import get_target
-from train.gguf_import import find_smollm2_gguf
+from phyprompt.refiners.builtin import smollm2_gguf
 
 # SmolLM2 generates ~18 tokens/s on 2 CPU cores: enough to show it writes, far too few for a full answer
 FEW_TOKENS = 8
@@ -21,7 +21,7 @@ FEW_TOKENS = 8
 
 @pytest.fixture(scope="module")
 def gguf_path() -> str:
-    return find_smollm2_gguf()
+    return smollm2_gguf()
 
 
 @pytest.fixture(scope="module")

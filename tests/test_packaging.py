@@ -48,6 +48,9 @@ def test_the_wheel_holds_every_subpackage_and_nothing_else(wheel):
     for module in ("phyprompt/cli.py", "phyprompt/video/cogvideox.py", "phyprompt/commands/generate.py",
                    "phyprompt/refiners/local.py"):
         assert module in names
+    adapter = "phyprompt/builtin/smollm2-135m-phyprompt/"  # the built-in refiner's adapter and model card
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+        assert adapter + name in names
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"phyprompt"}  # no nodes, train or tests
 

@@ -15,8 +15,8 @@ from phyprompt.refiners.loading import RefinerLoadError
 from phyprompt.progress import Cancelled
 from phyprompt.refiners import Refinement
 from phyprompt.refiners.local import LocalRefiner
-from support.tiny_refiner import (TRAINED_PROMPT, TRAINED_REASONING, build_model, build_tokenizer,
-                                  write_tiny_adapter, write_tiny_refiner)
+from support.tiny_refiner import (TRAINED_PROMPT, TRAINED_REASONING, build_looping_model, build_model,
+                                  build_tokenizer, write_tiny_adapter, write_tiny_refiner)
 
 
 @pytest.fixture(scope="module")
@@ -418,3 +418,128 @@ def test_scripts_written_for_0_1_still_run(trained_refiner_dir):
             assert module.Refiner is LocalRefiner and module.Refinement is Refinement
         else:
             assert module.RefinerLoadError is RefinerLoadError
+
+
+# --- the degenerate-generation guard ------------------------------------------------------------
+
+def _ids(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _flagged(tokens, special=None):
+    from phyprompt.refiners.local import looping_rows
+
+    special = torch.tensor(special) if special is not None else None
+    return looping_rows(torch.tensor([tokens]), special).tolist()[0]
+
+
+def _ever_flagged(tokens):
+    """Whether the guard would have stopped at any step of this generation."""
+    return any(_flagged(tokens[:n]) for n in range(1, len(tokens) + 1))
+
+
+PHYSICS_PROSE = (
+    "The ball falls, falls faster and faster under gravity, hits the floor and bounces back up. "
+    "Each bounce is lower than the last, lower and lower, because the rubber turns some energy into heat; "
+    "the ball bounces, bounces, and comes to rest. A cat jumps onto a table, a cat lands softly."
+)
+
+
+def test_loop_detector_leaves_prose_alone_and_flags_cycles():
+    tokenizer = build_tokenizer()
+    prose = _ids(tokenizer, PHYSICS_PROSE)
+    assert len(prose) >= 80
+    assert not _ever_flagged(prose)  # repeated words and phrases, never a cycle three times running
+    sentence = _ids(tokenizer, " The heavy steel ball rolls down the wooden ramp and strikes the glass.")
+    assert 16 < len(sentence) <= 32
+    assert not _ever_flagged(sentence * 2)  # a whole sentence written twice is not a loop
+    assert _flagged(sentence * 3)  # three times in a row is
+    cycle = [101, 102, 103, 104]
+    assert _flagged(cycle * 12)  # a 4-token cycle over 48 tokens
+    assert not _flagged(cycle * 11)  # 44 tokens: not yet
+    assert _flagged(prose + cycle * 12) and not _flagged(cycle * 12 + [105])  # only the newest tokens count
+    loop = _ids(tokenizer, " It is a cat.")
+    assert _flagged(prose[:30] + loop * (48 // len(loop) + 1))
+    long_cycle = list(range(200, 232))  # the longest period, 32 tokens, needs 3 copies
+    assert _flagged(long_cycle * 3) and not _flagged(long_cycle * 2 + long_cycle[:31])
+    # padding after a finished row never looks like a loop
+    pad = tokenizer.pad_token_id
+    assert _flagged([pad] * 60) and not _flagged([pad] * 60, special=[pad])
+
+
+def test_loop_detector_judges_each_row_and_only_generated_tokens():
+    from phyprompt.refiners.local import _RepetitionGuard, looping_rows
+
+    tokenizer = build_tokenizer()
+    prose = _ids(tokenizer, PHYSICS_PROSE)[:60]
+    loop = ([7, 8, 9, 10] * 15)[:60]
+    assert looping_rows(torch.tensor([loop, prose, loop[::-1]])).tolist() == [True, False, True]
+    # a prompt that repeats itself is not the model looping: only generated tokens are read
+    prompt = [7, 8, 9, 10] * 40
+    guard = _RepetitionGuard(len(prompt), [tokenizer.pad_token_id])
+    stops = []
+    for step in range(1, 61):
+        stops.append(guard(torch.tensor([prompt + prose[:step], prompt + loop[:step]]), None).tolist())
+    assert stops[46] == [False, False] and stops[47] == [False, True]  # the looping row, at 48 tokens
+    assert not any(row[0] for row in stops)
+    assert guard.stops(2) == [None, 48]
+
+
+@pytest.fixture(scope="module")
+def looping_refiner():
+    """A tiny model that answers " It is a cat." over and over, like an untrained base model."""
+    tokenizer = build_tokenizer()
+    cycle = list(dict.fromkeys(_ids(tokenizer, " It is a cat.")))
+    return LocalRefiner(build_looping_model(tokenizer, cycle), tokenizer)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_looping_model_is_stopped_early_and_falls_back(looping_refiner, temperature):
+    calls = []
+    (result,) = looping_refiner.refine("a cat jumps onto a table", "cogvideox", max_new_tokens=512,
+                                       temperature=temperature, progress=lambda d, t: calls.append((d, t)))
+    assert "It is a cat. It is a cat." in result.raw  # the model did loop
+    steps = [done for done, _ in calls[:-1]]  # one call per generated token, then the end
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 48  # not the 512 it was allowed
+    assert len(result.raw) < 48 * 4
+    assert calls[-1] == (512, 512)  # progress still completes
+    assert not result.ok and result.prompt == "a cat jumps onto a table"
+    assert result.error == "no <prompt> in the answer"
+    assert any(n.startswith("stopped early after") and "kept repeating itself" in n for n in result.notes)
+    assert "the answer kept repeating itself (the model is likely untrained for this task)" in result.report()
+
+
+def test_only_the_looping_row_of_a_batch_is_stopped():
+    """Sampled, each row chooses with even odds between looping for ever and a 60-token detour
+    that ends: a batch where one row loops stops that row only, and the other's answer is the one it
+    gives alone."""
+    tokenizer = build_tokenizer()
+    cycle = list(dict.fromkeys(_ids(tokenizer, " It is a cat.")))
+    words = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().isalpha() and i not in cycle]
+    refiner = LocalRefiner(build_looping_model(tokenizer, cycle, detour=words[:60]), tokenizer)
+    options = dict(target="lavie", max_new_tokens=512, temperature=1.0)
+    alone = refiner.refine(["a ball bounces"] * 8, seed=0, batch_size=1, **options)  # seeds 0..7, one by one
+    loops = [bool(r.notes) for r in alone]
+    seed = next(s for s in range(7) if loops[s] and not loops[s + 1])  # row 0 loops, row 1 does not
+    calls = []
+    batch = refiner.refine(["a ball bounces"] * 2, seed=seed, progress=lambda d, t: calls.append(d), **options)
+    assert [r.raw for r in batch] == [alone[seed].raw, alone[seed + 1].raw]
+    assert batch[0].notes == ("stopped early after 48 tokens: the answer kept repeating itself "
+                              "(the model is likely untrained for this task)",)
+    assert not batch[1].notes
+    # the other row went on after the looping row stopped: the whole detour, then end of sequence
+    assert batch[1].raw == "<think>\n" + tokenizer.decode(words[:60])
+    assert calls[-2] == 61
+
+
+def test_the_guard_leaves_a_good_answer_alone(trained_refiner, monkeypatch):
+    from phyprompt.refiners import local
+
+    prompts = ["a dog runs across a field", "water pours into a glass"]
+    guarded = trained_refiner.refine(prompts, "cogvideox", max_new_tokens=512)
+    assert all(r.ok and r.prompt == TRAINED_PROMPT and r.reasoning == TRAINED_REASONING for r in guarded)
+    assert all(not r.notes and "repeating" not in r.report() for r in guarded)
+    monkeypatch.setattr(local, "looping_rows", lambda tail, special=None: torch.zeros(
+        tail.shape[0], dtype=torch.bool, device=tail.device))
+    unguarded = trained_refiner.refine(prompts, "cogvideox", max_new_tokens=512)
+    assert [r.raw for r in guarded] == [r.raw for r in unguarded]

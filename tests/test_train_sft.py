@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from support.tiny_refiner import write_tiny_refiner
 
 from phyprompt.contract import parse_output
@@ -142,6 +143,16 @@ def test_lora_sft_then_export_then_load(tmp_path, tiny_refiner_dir, capsys):
     kept = LocalRefiner.load(tiny_refiner_dir, adapter=str(merged), device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(kept.model(ids).logits, reference.model(ids).logits)
+
+    # a kept adapter in half precision (how the built-in refiner's adapter ships): half the bytes, same model
+    half = tmp_path / "half"
+    assert export_main(["--adapter", str(out), "--out", str(half), "--keep-adapter", "--dtype", "fp16"]) == 0
+    weights = half / "adapter_model.safetensors"
+    assert {t.dtype for t in load_file(weights).values()} == {torch.float16}
+    assert weights.stat().st_size < 0.6 * (merged / "adapter_model.safetensors").stat().st_size
+    halved = LocalRefiner.load(tiny_refiner_dir, adapter=str(half), device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(halved.model(ids).logits, reference.model(ids).logits, atol=2e-3, rtol=2e-3)
 
 
 def test_full_fine_tuning_and_export(tmp_path, tiny_refiner_dir):

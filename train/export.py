@@ -31,9 +31,6 @@ from phyprompt.files import atomic_path
 
 from .sft import MANIFEST
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
 class ExportError(ModelFolderError):
     pass
 
@@ -110,7 +107,7 @@ def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def export(run: str, out: str, base: str | None = None, keep_adapter: bool = False, dtype: str = "bf16",
+def export(run: str, out: str, base: str | None = None, keep_adapter: bool = False, dtype: str | None = None,
            overwrite: bool = False) -> Path:
     from transformers import AutoTokenizer
 
@@ -122,7 +119,7 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     if out_path.resolve() == Path(run).resolve():
         raise ExportError("--out is the training output itself; export to another folder")
     _check_destination(out_path, overwrite)
-    if dtype not in DTYPE_BY_NAME:
+    if dtype is not None and dtype not in DTYPE_BY_NAME:
         raise ExportError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_BY_NAME)}")
     adapter = _is_adapter(run)
     if keep_adapter and not adapter:
@@ -136,12 +133,10 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
         if not getattr(tokenizer, "chat_template", None):
             raise ExportError(f"the tokenizer in {run} has no chat template; the refiner needs one")
         if keep_adapter:
-            check_safetensors(os.path.join(run, "adapter_model.safetensors"), ExportError)
-            for name in ADAPTER_FILES:
-                shutil.copy2(os.path.join(run, name), partial / name)
+            _copy_adapter(run, partial, dtype)
         else:
             spec = LoadSpec(model=base_model, adapter=run if adapter else None, merge_adapter=True, device="cpu",
-                            dtype=dtype, allow_download=True)
+                            dtype=dtype or "bf16", allow_download=True)
             model, _ = load_model_and_tokenizer(spec)
             model.save_pretrained(partial)  # safetensors
         tokenizer.save_pretrained(partial)
@@ -153,6 +148,21 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     return out_path
 
 
+def _copy_adapter(run: str, folder: Path, dtype: str | None) -> None:
+    """The adapter's config and weights, the weights in `dtype` when one is given (trl saves them in float32:
+    half the size in bf16/fp16, and PEFT casts them to the base model's dtype on load)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = os.path.join(run, "adapter_model.safetensors")
+    check_safetensors(weights, ExportError)
+    tensors = load_file(weights)
+    if dtype is not None:
+        tensors = {k: t.to(DTYPE_BY_NAME[dtype]) if torch.is_floating_point(t) else t for k, t in tensors.items()}
+    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    shutil.copy2(os.path.join(run, "adapter_config.json"), folder / "adapter_config.json")
+
+
 def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.splitlines()[0])
@@ -160,7 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="refiner folder to write, e.g. models/LLM/PhyPrompt-1.5B-SFT")
     parser.add_argument("--base", help="base model (default: the one recorded in the adapter)")
     parser.add_argument("--keep-adapter", action="store_true", help="write the adapter instead of merging it")
-    parser.add_argument("--dtype", default="bf16", choices=tuple(DTYPE_BY_NAME), help="weights dtype (default bf16)")
+    parser.add_argument("--dtype", choices=tuple(DTYPE_BY_NAME),
+                        help="weights dtype (default: bf16 for a merged model; a kept adapter as trained)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     args = parser.parse_args(argv)
     try:

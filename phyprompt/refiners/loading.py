@@ -13,17 +13,20 @@ import logging
 import os
 import re
 import struct
-from dataclasses import dataclass
-
-import torch
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..checkpoints import ModelFolderError, check_weights_folder, read_folder_json
 from ..devices import resolve_device, resolve_dtype
+from .builtin import BUILTIN_MODEL
+
+if TYPE_CHECKING:  # annotations only: the CLI reads QUANTIZATIONS and DEFAULT_MODEL without importing torch
+    import torch
 
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("none", "8bit", "4bit")
-DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
+DEFAULT_MODEL = BUILTIN_MODEL  # works offline, with nothing downloaded from a hub (see builtin.py)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 GGUF_SUFFIX = ".gguf"
@@ -50,7 +53,15 @@ class LoadSpec:
 
 
 def is_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.match(name)) and not os.path.exists(name) and not is_gguf(name)
+    """`name` has a hub id's shape (owner/name) and nothing says it is a local path instead."""
+    return bool(_HUB_ID.match(name)) and not looks_like_path(name)
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path by its look: it exists, starts with . / ~ or \\, ends in .gguf, or its first part is a
+    folder here (so `models/SmolLM2`, a typo'd path, is not taken for a hub id and looked for online)."""
+    return (os.path.exists(name) or name.startswith((".", "/", "~", "\\")) or is_gguf(name)
+            or os.path.isdir(re.split(r"[\\/]", name, maxsplit=1)[0]))
 
 
 def is_gguf(name: str) -> bool:
@@ -116,13 +127,30 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def resolve_builtin(spec: LoadSpec) -> LoadSpec:
+    """The built-in refiner's spec as files (the SmolLM2 GGUF and the shipped adapter); others unchanged."""
+    from .builtin import ADAPTER_DIR, is_builtin, smollm2_gguf
+
+    if not is_builtin(spec.model):
+        return spec
+    if spec.adapter:
+        raise RefinerLoadError("the built-in refiner brings its own adapter: choose adapter none, or another model")
+    return replace(spec, model=smollm2_gguf(RefinerLoadError), adapter=ADAPTER_DIR)
+
+
 def load_model_and_tokenizer(spec: LoadSpec):
     """The (model, tokenizer) pair a spec describes, in eval mode on its device."""
+    source = spec.model
+    local = not (spec.allow_download and is_hub_id(source))
+    if not local:  # before transformers is imported: a hub that cannot be asked is said in seconds
+        from .hub import resolve_hub_id
+
+        source = resolve_hub_id(source)  # the id, or its cached copy's folder when the hub cannot be asked
+        local = source != spec.model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = not (spec.allow_download and is_hub_id(spec.model))
     if local:
-        check_model_folder(spec.model)
+        check_model_folder(source)
     gguf = is_gguf(spec.model)
     if gguf and spec.quantization != "none":
         raise RefinerLoadError(f"{spec.quantization} quantization does not apply to a GGUF file (it is loaded "
@@ -133,7 +161,7 @@ def load_model_and_tokenizer(spec: LoadSpec):
     if quantization is None and spec.load_on is not None:
         device = resolve_device(spec.load_on, RefinerLoadError)
     log.info("loading refiner %s%s", spec.model, f" with adapter {spec.adapter}" if spec.adapter else "")
-    source, common = spec.model, dict(local_files_only=local, trust_remote_code=False)
+    common = dict(local_files_only=local, trust_remote_code=False)
     if gguf:
         # transformers reads the config, tokenizer and chat template out of the GGUF file itself; an absolute
         # path, because a bare file name is looked for in the working directory before the folder

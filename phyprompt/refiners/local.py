@@ -18,7 +18,8 @@ from ..instruction import ASSISTANT_PREFIX, build_messages, render_prompt
 from ..progress import OptionalProgress
 from ..targets import TARGETS, Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
-from .loading import LoadSpec, load_model_and_tokenizer
+from .builtin import BUILTIN_LABEL, is_builtin
+from .loading import LoadSpec, load_model_and_tokenizer, resolve_builtin
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,16 @@ DEFAULT_BATCH_SIZE = 8
 _MIN_PROMPT_ROOM = 16
 # A shared prefix shorter than this is not worth a cached forward pass of its own.
 _MIN_CACHED_PREFIX = 32
+
+# The degenerate-generation guard (see looping_rows): a row is stopped once its last generated tokens
+# are one cycle of at most LOOP_MAX_PERIOD tokens repeated, covering at least max(LOOP_MIN_TOKENS,
+# LOOP_MIN_REPEATS * period) tokens.
+LOOP_MAX_PERIOD = 32
+LOOP_MIN_REPEATS = 3
+LOOP_MIN_TOKENS = 48
+_LOOP_WINDOW = max(LOOP_MIN_TOKENS, LOOP_MIN_REPEATS * LOOP_MAX_PERIOD)  # the tail the check reads
+LOOP_NOTE = ("stopped early after {tokens} tokens: the answer kept repeating itself "
+             "(the model is likely untrained for this task)")
 
 
 class _RowSeededSampler(LogitsProcessor):
@@ -70,6 +81,68 @@ class _ReportTokens(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+def looping_rows(tail: torch.Tensor, special_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Which rows of `tail` (generated tokens, [batch, n], newest last) end in a degenerate loop.
+
+    The rule: for some period p <= LOOP_MAX_PERIOD, the last max(LOOP_MIN_TOKENS, LOOP_MIN_REPEATS * p)
+    tokens each equal the token p before them, i.e. one p-token cycle repeated back to back, at least
+    3 times and over at least 48 tokens ("It is a cat. It is a cat. ..." has p of about 6 and is caught
+    after 48 tokens, 8 cycles; a 32-token sentence needs 3 copies, 96 tokens). Prose never does that:
+    a physics paragraph may repeat a word ("very, very"), a phrase or even a whole sentence twice, but
+    not the same token cycle three times running for 48 tokens; repetition with any variation (a
+    counted list, "bounces lower, then lower still") is never exactly periodic. The check is exact
+    token equality, so it is the same under greedy decoding and sampling.
+
+    `special_ids` (padding, end of sequence) never count as a repeat: rows that already finished are
+    padded by generate and must not look like loops. Reads at most _LOOP_WINDOW tokens; a few small
+    tensor operations for the whole batch, no host synchronisation.
+    """
+    rows, n = tail.shape
+    flags = torch.zeros(rows, dtype=torch.bool, device=tail.device)
+    if n < LOOP_MIN_TOKENS:
+        return flags
+    tail = tail[:, -_LOOP_WINDOW:]
+    n = tail.shape[1]
+    periods = torch.arange(1, LOOP_MAX_PERIOD + 1, device=tail.device)
+    earlier = torch.arange(n, device=tail.device)[None, :] - periods[:, None]  # [period, position]
+    same = tail[:, earlier.clamp(min=0)] == tail[:, None, :]  # each token vs the one p before it
+    same &= (earlier >= 0)[None]
+    if special_ids is not None and special_ids.numel():
+        same &= ~torch.isin(tail, special_ids.to(tail.device))[:, None, :]
+    # how many of the newest positions in a row equal the token p before: the periodic stretch is p longer
+    run = same.flip(-1).long().cumprod(-1).sum(-1)  # [batch, period]
+    needed = torch.clamp(periods * LOOP_MIN_REPEATS, min=LOOP_MIN_TOKENS) - periods
+    return (run >= needed[None]).any(-1)
+
+
+class _RepetitionGuard(StoppingCriteria):
+    """Stops each row whose generated tokens loop (see `looping_rows`) and remembers which rows it
+    stopped, after how many tokens. Only generated tokens are read, never the prompt."""
+
+    def __init__(self, prompt_length: int, special_ids: Sequence[int]):
+        self.prompt_length = prompt_length
+        self.special_ids = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+        self.stopped_after: torch.Tensor | None = None  # per row: generated tokens when stopped, or -1
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        if self.stopped_after is None:
+            self.stopped_after = torch.full((input_ids.shape[0],), -1, dtype=torch.long, device=input_ids.device)
+            self.special_ids = self.special_ids.to(input_ids.device)
+        generated = input_ids.shape[1] - self.prompt_length
+        if generated < LOOP_MIN_TOKENS:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        looping = looping_rows(input_ids[:, -min(generated, _LOOP_WINDOW):], self.special_ids)
+        first = looping & (self.stopped_after < 0)
+        self.stopped_after = torch.where(first, generated, self.stopped_after)
+        return looping
+
+    def stops(self, rows: int) -> list[int | None]:
+        """Per row, the number of generated tokens it was stopped after, or None."""
+        if self.stopped_after is None:
+            return [None] * rows
+        return [n if n >= 0 else None for n in self.stopped_after.tolist()]
+
+
 class LocalRefiner:
     """A refiner model and its tokenizer, loaded in this process (a `base.Refiner`).
 
@@ -95,8 +168,12 @@ class LocalRefiner:
 
     @classmethod
     def load(cls, model: str, adapter: str | None = None, **options) -> "LocalRefiner":
-        spec = LoadSpec(model=model, adapter=adapter, **options)
-        return cls(*load_model_and_tokenizer(spec), spec=spec)
+        """`model`: a model folder, a .gguf file, "builtin" (see `builtin`), or with allow_download a hub id."""
+        spec = resolve_builtin(LoadSpec(model=model, adapter=adapter, **options))
+        refiner = cls(*load_model_and_tokenizer(spec), spec=spec)
+        if is_builtin(model):
+            refiner.name = BUILTIN_LABEL
+        return refiner
 
     @property
     def model(self):
@@ -190,14 +267,17 @@ class LocalRefiner:
                 texts, target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
                 _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
             )
-            for i, answer, (_, input_notes) in zip(rows, answers, fitted):
-                results.append(Refinement.from_answer(prompts[i], answer, target, counter, notes + input_notes))
+            for i, (answer, loop_notes), (_, input_notes) in zip(rows, answers, fitted):
+                results.append(Refinement.from_answer(prompts[i], answer, target, counter,
+                                                      notes + input_notes + loop_notes))
             if progress:
                 progress((number + 1) * max_new_tokens, total)
         return results
 
     @torch.inference_mode()
-    def _generate(self, texts, target, seeds, temperature, top_p, top_k, max_new_tokens, reporter) -> list[str]:
+    def _generate(self, texts, target, seeds, temperature, top_p, top_k, max_new_tokens,
+                  reporter) -> list[tuple[str, tuple[str, ...]]]:
+        """Each text's answer, and notes about its generation (a row stopped for looping)."""
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
         input_ids, attention_mask, past = self._batch_with_cached_prefix(texts, target, device)
@@ -209,6 +289,7 @@ class LocalRefiner:
                 top_k if top_k is not None else getattr(config, "top_k", None),
                 top_p if top_p is not None else getattr(config, "top_p", None),
             ))
+        guard = _RepetitionGuard(input_ids.shape[1], _special_ids(tokenizer, config))
         torch.manual_seed(seeds[0])
         output = model.generate(
             input_ids=input_ids,
@@ -217,13 +298,18 @@ class LocalRefiner:
             **_greedy_overrides(),
             max_new_tokens=max_new_tokens,
             logits_processor=processors,
-            stopping_criteria=[reporter] if reporter else [],
+            stopping_criteria=[reporter, guard] if reporter else [guard],
             stop_strings=[PROMPT_CLOSE],
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
         )
         new_tokens = output[:, input_ids.shape[1]:]
-        return [ASSISTANT_PREFIX + text for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        stops = guard.stops(len(texts))
+        # a stopped row is padded by generate; cut it where it stopped anyway, in case nothing padded it
+        rows = [row[:stop] if stop is not None else row for row, stop in zip(new_tokens, stops)]
+        texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+        return [(ASSISTANT_PREFIX + text, (LOOP_NOTE.format(tokens=stop),) if stop is not None else ())
+                for text, stop in zip(texts, stops)]
 
     def _batch_with_cached_prefix(self, texts: list[str], target: Target, device):
         """Input ids laid out as [instruction prefix][padding][each prompt's own tokens], their
@@ -280,6 +366,14 @@ def _cache_argument(model) -> str:
     """Recent transformers renamed `past_key_values` to `cache`; use whichever this version takes."""
     forward = model.get_base_model().forward if hasattr(model, "get_base_model") else model.forward
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def _special_ids(tokenizer, config) -> list[int]:
+    """Padding and end-of-sequence ids: what generate writes into finished rows."""
+    ids = [tokenizer.pad_token_id, tokenizer.eos_token_id]
+    for value in (getattr(config, "eos_token_id", None), getattr(config, "pad_token_id", None)):
+        ids.extend(value if isinstance(value, (list, tuple)) else [value])
+    return [int(i) for i in ids if i is not None]
 
 
 def _common_prefix_length(rows: list[list[int]]) -> int:

@@ -19,13 +19,14 @@ import logging
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import ClassVar, Union
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Union
 
 from ..budget import TokenCounter
 from ..checkpoints import ModelFolderError
 from ..progress import OptionalProgress
+
+if TYPE_CHECKING:  # for annotations only: reading a description (the CLI's help) does not import torch
+    import torch
 
 log = logging.getLogger(__name__)
 

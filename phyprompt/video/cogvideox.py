@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..budget import TokenizerCounter
 from ..checkpoints import check_weights_folder, read_folder_json
@@ -14,6 +13,9 @@ from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
 from .backend import (BackendInfo, DiffusersFolder, LoadOption, SampleDefaults, SampleRequest, Setting, Video,
                       VideoBackend, VideoModelError, VideoSettingsError)
+
+if TYPE_CHECKING:  # torch (like diffusers) is imported when a model is loaded, not when INFO is read
+    import torch
 
 PIPELINE_CLASS = "CogVideoXPipeline"
 TOKENIZER_DESCRIPTION = "the T5 tokenizer"
@@ -50,6 +52,8 @@ INFO = BackendInfo(
 
 def _safetensors_dtype(folder: str) -> torch.dtype | None:
     """The dtype the weights were published in (the 2B checkpoint is fp16, the 5B one bf16)."""
+    import torch
+
     names = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
     for name in sorted(os.listdir(folder)):
         if name.endswith(".safetensors"):
@@ -201,6 +205,8 @@ class CogVideoXBackend(VideoBackend):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
+        import torch
+
         settings = self.settings(request)
         scheduler = settings["scheduler"]
         self.pipeline.scheduler = self._scheduler(scheduler)

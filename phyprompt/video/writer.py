@@ -19,13 +19,16 @@ from collections.abc import Callable
 from fractions import Fraction
 from numbers import Real
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 
 from ..files import atomic_path
 
-Frames = torch.Tensor | np.ndarray
+if TYPE_CHECKING:  # imported where frames are handled: the CLI reads SUPPORTED_SUFFIXES without torch
+    import torch
+
+Frames = Union["torch.Tensor", np.ndarray]
 PathLike = str | os.PathLike[str]
 
 SUPPORTED_SUFFIXES = (".mp4", ".webp", ".gif")
@@ -80,6 +83,8 @@ def side_by_side(left: Frames, right: Frames, *, gap: int = 8) -> torch.Tensor:
     Both must have the same frame count and height; widths may differ. Returns a float `[T, H, W1+gap+W2, 3]`
     tensor in 0..1 (an IMAGE batch) on `left`'s device.
     """
+    import torch
+
     if not (isinstance(gap, int) and gap >= 0):
         raise ValueError(f"gap must be a whole number of pixels >= 0, got {gap!r}")
     left, right = _as_float_tensor(left, "left"), _as_float_tensor(right, "right")
@@ -127,6 +132,8 @@ def to_uint8(frames: Frames) -> np.ndarray:
 
     Floats are clamped to 0..1 and rounded to 0..255; uint8 is taken as is.
     """
+    import torch
+
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
         if frames.is_floating_point():
@@ -287,6 +294,8 @@ def _check_shape(frames, name: str) -> None:
 
 
 def _as_float_tensor(frames: Frames, name: str) -> torch.Tensor:
+    import torch
+
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(np.ascontiguousarray(frames))
     elif not isinstance(frames, torch.Tensor):

