@@ -36,8 +36,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from phyprompt.contract import PROMPT_CLOSE  # noqa: E402
+from phyprompt.refiners.builtin import smollm2_gguf  # noqa: E402
 from phyprompt.refiners.local import LocalRefiner, _greedy_overrides  # noqa: E402
-from train.gguf_import import GGUFImportError, convert_gguf, find_smollm2_gguf  # noqa: E402
+from train.gguf_import import convert_gguf  # noqa: E402
 
 TARGET = "cogvideox"
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "SmolLM2-135M-Instruct")
@@ -146,8 +147,8 @@ def main() -> None:
     if not os.path.isfile(os.path.join(args.model_dir, "config.json")):
         print(f"converting the GGUF model -> {args.model_dir} (once)", flush=True)
         try:
-            convert_gguf(args.gguf or find_smollm2_gguf(), args.model_dir)
-        except GGUFImportError as error:
+            convert_gguf(args.gguf or smollm2_gguf(), args.model_dir)
+        except ValueError as error:  # no SmolLM2 GGUF installed, or a file that will not load
             sys.exit(f"{error} (or pass --model-dir with a Hugging Face folder)")
     refiner = LocalRefiner.load(args.model_dir, device="cpu")
     model, tokenizer = refiner.model, refiner.tokenizer

@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from ..phyprompt.devices import DTYPES
 from ..phyprompt.endpoint import (DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, EndpointError,
                                   chat_completions_url, check_env_name, parse_keep_alive)
-from ..phyprompt.refiners.builtin import INSTALL
+from ..phyprompt.refiners.builtin import INSTALL, is_builtin, smollm2_gguf
 from ..phyprompt.refiners.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
@@ -32,12 +32,14 @@ class LoadPhysicsRefiner(io.ComfyNode):
             node_id="PhyPromptLoadRefiner",
             display_name="Load Physics Refiner",
             category=CATEGORY,
-            description="Loads an LLM that rewrites prompts with explicit physics (a Hugging Face folder "
-                        "or a GGUF file under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model).",
+            description="Loads an LLM that rewrites prompts with explicit physics: the built-in SmolLM2-135M "
+                        "demo (works offline; learned the format, not good physics), or a Hugging Face folder or "
+                        "GGUF file under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model.",
             inputs=[
                 io.Combo.Input("model", options=list(model_folders.refiner_models()),
-                               tooltip="builtin: SmolLM2-135M with the project's demo adapter, nothing to "
-                                       f"download ({INSTALL}); it learned the answer format, not good physics. "
+                               tooltip="builtin: SmolLM2-135M with the project's demo adapter, no model-hub "
+                                       f"download (needs {INSTALL}); a demonstration: it learned the answer "
+                                       "format, not good physics. "
                                        "Or a folder under models/LLM (or an LLM path in extra_model_paths.yaml) "
                                        "holding config.json, the tokenizer and the weights, or a .gguf file "
                                        "(llama.cpp, Ollama; needs pip install gguf). GGUF weights are "
@@ -69,8 +71,9 @@ class LoadPhysicsRefiner(io.ComfyNode):
         # folders this one may not have (older cores do not check combo values themselves)
         # (a value linked from another node's output arrives here as None: execute checks it when it is known)
         try:
-            if model is not None:
-                model_folders.resolve(model, model_folders.refiner_models(), "refiner model")
+            if model is not None and is_builtin(model_folders.resolve(model, model_folders.refiner_models(),
+                                                                      "refiner model")):
+                smollm2_gguf()  # the built-in refiner's base weights come from a pip package
             if adapter not in (None, NO_ADAPTER):
                 model_folders.resolve(adapter, model_folders.refiner_adapters(), "adapter")
         except ValueError as exc:

@@ -31,6 +31,7 @@ from .commands.common import positive_int
 from .devices import DTYPES
 from .endpoint import DEFAULT_API_KEY_ENV, EndpointError, check_env_name, parse_keep_alive
 from .refiners.base import DEFAULT_MAX_NEW_TOKENS
+from .refiners.builtin import is_builtin
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
 from .video.backend import backend_info, backend_names
@@ -224,6 +225,10 @@ def _check_combinations(parser: _Parser, args) -> None:
             command.error("--endpoint needs --endpoint-model NAME, the model the server serves (e.g. qwen2.5:7b)")
     elif args.endpoint_model or args.keep_alive is not None:
         command.error("--endpoint-model and --keep-alive go with --endpoint URL")
+    if is_builtin(getattr(args, local) or DEFAULT_MODEL) and args.adapter and not args.endpoint:
+        if args.command == "refine" or args.refiner:
+            command.error(f"the built-in refiner brings its own adapter: drop --adapter, or give --{local} a "
+                          "base model for it")
     if args.command == "generate" and not (args.refiner or args.endpoint):
         if args.compare:
             command.error("--compare needs --refiner (or --endpoint): it shows the original and the refined "

@@ -42,11 +42,19 @@ def test_the_builtin_refiner_writes_a_prompt_the_parser_accepts(builtin):
     assert result.ok, result.report()
     assert result.prompt != PROMPT and result.reasoning
     assert not result.over_budget
+    # a good answer of well over the loop guard's 48-token window is never cut by it
+    assert len(builtin.tokenizer(result.raw)["input_ids"]) > 2 * 48
+    assert not any("repeating itself" in note for note in result.notes), result.notes
 
 
 def test_the_builtin_refiner_has_its_own_adapter(tmp_path):
     with pytest.raises(RefinerLoadError, match="brings its own adapter"):
         LocalRefiner.load(BUILTIN_MODEL, adapter=str(tmp_path), device="cpu")
+    for args in (["refine", PROMPT, "--adapter", str(tmp_path)], ["refine", PROMPT, "--model", "builtin", "--adapter",
+                                                                    str(tmp_path)]):
+        run = subprocess.run([sys.executable, "-m", "phyprompt", *args], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 2 and "the built-in refiner brings its own adapter: drop --adapter" in run.stderr
 
 
 def test_the_cli_uses_the_builtin_refiner_by_default():

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         refiner = LocalRefiner.load(args.model, adapter=args.adapter, device="auto")
     except (PromptListError, RefinerLoadError) as error:
         return fail(str(error), prog="train.format_eval")
-    with TqdmProgress("refining", "tok") as bar:
+    with TqdmProgress("refining", "step") as bar:
         result = evaluate(refiner, prompts, tuple(args.target or TRAINING_TARGETS), args.max_new_tokens,
                           args.batch_size, bar)
     if args.out:

