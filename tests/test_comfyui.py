@@ -41,6 +41,8 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     server.prepare()
     llm = server.models_dir / "LLM"
     shutil.copytree(trained_refiner_dir, llm / "tiny-trained")
+    # the folder name the 0.1 example workflows (tests/data/workflows_0.1) use
+    shutil.copytree(trained_refiner_dir, llm / "Qwen2.5-1.5B-Instruct")
     shutil.copytree(tiny_refiner_dir, llm / "tiny-random")
     shutil.copytree(tiny_refiner_dir, llm / "org" / "nested-random")
     (llm / GGUF_MODEL).symlink_to(smollm2_gguf())  # a GGUF file, as llama.cpp and Ollama users have them
@@ -438,6 +440,29 @@ def test_example_workflows_run(server, workflow):
             latent = SMALL_IMAGE["EmptyLatentImage"]
             with Image.open(path) as image:
                 assert image.size == (latent["width"], latent["height"])
+
+
+@pytest.mark.parametrize("workflow", sorted((REPO / "tests" / "data" / "workflows_0.1").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_workflows_saved_by_0_1_still_load_and_run(server, workflow):
+    """Workflows users saved with 0.1 (copies of its example workflows): six widget values on Load Physics
+    Refiner (no after_run), the CogVideoX nodes as they were before they were built from the backend's
+    description. They must validate and run unchanged, apart from the CPU-sized render settings."""
+    ui = json.loads(workflow.read_text(encoding="utf-8"))
+    [loader] = [node for node in ui["nodes"] if node["type"] == LOAD]
+    assert len(loader["widgets_values"]) == 6
+    graph = small_graph(workflow, server)
+    assert "after_run" not in graph[str(loader["id"])]["inputs"]
+    videos = WORKFLOW_VIDEOS[workflow.name]
+    before = {prefix: saved_videos(server, prefix) for prefix in videos}
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    refined = [node_id for node_id, node in graph.items() if node["class_type"] == "PreviewAny"
+               and node["inputs"]["source"][0] in graph and graph[node["inputs"]["source"][0]]["class_type"] == REFINE
+               and node["inputs"]["source"][1] == 0]
+    assert refined and all(texts(entry, node_id) == [TRAINED_PROMPT] for node_id in refined)
+    for prefix, count in videos.items():
+        assert len(saved_videos(server, prefix) - before[prefix]) == count
 
 
 def small_graph(workflow, server) -> dict:
