@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,12 +81,12 @@ def open_refiner(args, model: str | None, **local_options):
 
 def _not_found(model: str, flag: str, builtin: str) -> str:
     """A refiner path that does not exist, said as such: it is never looked for on the hub."""
-    from ..refiners.loading import is_gguf
+    from ..refiners.loading import is_gguf, local_first_part
 
     what, kind = ("GGUF file", "file") if is_gguf(model) else ("refiner folder", "folder")
     why = f"no such {kind}"
-    first = re.split(r"[\\/]", model, maxsplit=1)[0]
-    if model.count("/") == 1 and first and first[0].isalnum() and os.path.isdir(first):
+    first = local_first_part(model)
+    if model.count("/") == 1 and first and first[0].isalnum():
         why += f"; {first}/ is a folder here, so it is read as a path, not as a Hugging Face hub id"
     return (f"{what} not found: {model} ({why}); give {flag} an existing folder or .gguf file, a hub id such as "
             f"Qwen/Qwen2.5-1.5B-Instruct, or use {builtin}")

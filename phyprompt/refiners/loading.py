@@ -61,7 +61,13 @@ def looks_like_path(name: str) -> bool:
     """A local path by its look: it exists, starts with . / ~ or \\, ends in .gguf, or its first part is a
     folder here (so `models/SmolLM2`, a typo'd path, is not taken for a hub id and looked for online)."""
     return (os.path.exists(name) or name.startswith((".", "/", "~", "\\")) or is_gguf(name)
-            or os.path.isdir(re.split(r"[\\/]", name, maxsplit=1)[0]))
+            or local_first_part(name) is not None)
+
+
+def local_first_part(name: str) -> str | None:
+    """The first part of `name` (`models` in `models/SmolLM2`) when it is a folder here, else None."""
+    first = re.split(r"[\\/]", name, maxsplit=1)[0]
+    return first if first and os.path.isdir(first) else None
 
 
 def is_gguf(name: str) -> bool:
