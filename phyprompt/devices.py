@@ -11,19 +11,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-DTYPES = ("auto", "bf16", "fp16", "fp32")
+PRECISIONS = ("bf16", "fp16", "fp32")
+DTYPES = ("auto", *PRECISIONS)
 
 
-def __getattr__(name: str):
-    if name == "DTYPE_BY_NAME":  # {"bf16": torch.bfloat16, ...}, built when first asked for
-        return _dtype_by_name()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _dtype_by_name() -> dict[str, torch.dtype]:
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of one of PRECISIONS (KeyError for anything else)."""
     import torch
 
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
 def resolve_device(device: str | torch.device = "auto", error: type[Exception] = ValueError) -> torch.device:
@@ -49,7 +45,7 @@ def resolve_dtype(dtype: str, device: torch.device, error: type[Exception] = Val
 
     if dtype != "auto":
         try:
-            return _dtype_by_name()[dtype]
+            return torch_dtype(dtype)
         except KeyError:
             raise error(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}") from None
     if device.type == "cuda":

@@ -26,7 +26,7 @@ from phyprompt.checkpoints import (
     read_folder_json,
 )
 from phyprompt.commands.common import fail
-from phyprompt.devices import DTYPE_BY_NAME
+from phyprompt.devices import PRECISIONS, torch_dtype
 from phyprompt.files import atomic_path
 
 from .sft import MANIFEST
@@ -119,8 +119,8 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     if out_path.resolve() == Path(run).resolve():
         raise ExportError("--out is the training output itself; export to another folder")
     _check_destination(out_path, overwrite)
-    if dtype is not None and dtype not in DTYPE_BY_NAME:
-        raise ExportError(f"dtype {dtype!r} is not one of {', '.join(DTYPE_BY_NAME)}")
+    if dtype is not None and dtype not in PRECISIONS:
+        raise ExportError(f"dtype {dtype!r} is not one of {', '.join(PRECISIONS)}")
     adapter = _is_adapter(run)
     if keep_adapter and not adapter:
         raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
@@ -158,7 +158,7 @@ def _copy_adapter(run: str, folder: Path, dtype: str | None) -> None:
     check_safetensors(weights, ExportError)
     tensors = load_file(weights)
     if dtype is not None:
-        tensors = {k: t.to(DTYPE_BY_NAME[dtype]) if torch.is_floating_point(t) else t for k, t in tensors.items()}
+        tensors = {k: t.to(torch_dtype(dtype)) if torch.is_floating_point(t) else t for k, t in tensors.items()}
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     shutil.copy2(os.path.join(run, "adapter_config.json"), folder / "adapter_config.json")
 
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="refiner folder to write, e.g. models/LLM/PhyPrompt-1.5B-SFT")
     parser.add_argument("--base", help="base model (default: the one recorded in the adapter)")
     parser.add_argument("--keep-adapter", action="store_true", help="write the adapter instead of merging it")
-    parser.add_argument("--dtype", choices=tuple(DTYPE_BY_NAME),
+    parser.add_argument("--dtype", choices=PRECISIONS,
                         help="weights dtype (default: bf16 for a merged model; a kept adapter as trained)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     args = parser.parse_args(argv)
