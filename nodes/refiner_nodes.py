@@ -14,8 +14,8 @@ from ..phyprompt.refiners.loading import QUANTIZATIONS
 from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
 from .memory import Managed, managed, progress_bar, unloaded_after_run
+from .schema import REFINE, REFINE_ALIASES, node_schema
 
-CATEGORY = "PhyPrompt"
 RefinerType = io.Custom("PHYPROMPT_REFINER")
 NO_ADAPTER = "none"
 KEEP_LOADED, UNLOAD = "keep loaded", "unload"
@@ -28,10 +28,11 @@ _TARGET_HELP = "; ".join(f"{t.name}: {t.label}, {t.token_limit} tokens" for t in
 class LoadPhysicsRefiner(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return node_schema(
             node_id="PhyPromptLoadRefiner",
+            search_aliases=(*REFINE_ALIASES, "load LLM", "refiner", "Qwen", "GGUF", "SmolLM"),
             display_name="Load Physics Refiner",
-            category=CATEGORY,
+            category=REFINE,
             description="Loads an LLM that rewrites prompts with explicit physics: the built-in SmolLM2-135M "
                         "demo (works offline; learned the format, not good physics), or a Hugging Face folder or "
                         "GGUF file under models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model.",
@@ -108,10 +109,11 @@ class LoadPhysicsRefiner(io.ComfyNode):
 class LoadAPIRefiner(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return node_schema(
             node_id="PhyPromptLoadAPIRefiner",
+            search_aliases=(*REFINE_ALIASES, "API", "Ollama", "OpenAI", "LM Studio", "vLLM", "llama.cpp"),
             display_name="Physics Refiner (API)",
-            category=CATEGORY,
+            category=REFINE,
             description="Refines on an OpenAI-compatible server (Ollama, LM Studio, llama.cpp server, vLLM, "
                         "OpenAI) instead of loading an LLM into ComfyUI. The model lives in the server's memory, "
                         "which ComfyUI does not manage: keep_alive is applied through Ollama's native API after "
@@ -207,10 +209,11 @@ def _run(refiner: Managed, prompts: list[str], target: str, seed: int, temperatu
 class PhysicsRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return node_schema(
             node_id="PhyPromptRefine",
+            search_aliases=(*REFINE_ALIASES, "refine prompt", "CogVideoX", "text to video"),
             display_name="Physics Refine",
-            category=CATEGORY,
+            category=REFINE,
             description="Rewrites a prompt so the video obeys physics (forces, gravity, momentum, contact, "
                         "materials, fluids) while keeping what you asked for. If the refiner's answer is "
                         "unusable, the original prompt comes out and the report says why.",
@@ -227,10 +230,11 @@ class PhysicsRefine(io.ComfyNode):
 class PhysicsRefineList(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return node_schema(
             node_id="PhyPromptRefineList",
+            search_aliases=(*REFINE_ALIASES, "batch", "list", "prompt list"),
             display_name="Physics Refine (List)",
-            category=CATEGORY,
+            category=REFINE,
             description="Refines one prompt per line as a single batch and outputs lists, so the nodes after "
                         "it run once per prompt. Line i uses seed + i.",
             inputs=_refine_inputs("One prompt per line; blank lines are skipped."),

@@ -21,7 +21,8 @@ from ..phyprompt.devices import DTYPES
 from ..phyprompt.video.backend import LoadOption, SampleRequest, Setting, backend_info, backend_names
 from . import model_folders
 from .memory import Managed, managed, progress_bar
-from .refiner_nodes import CATEGORY, MAX_SEED
+from .refiner_nodes import MAX_SEED
+from .schema import VIDEO, node_schema
 
 log = logging.getLogger(__name__)
 VideoModelType = io.Custom("PHYPROMPT_VIDEO_MODEL")
@@ -55,10 +56,11 @@ def loader_node(name: str) -> type[io.ComfyNode]:
         @classmethod
         def define_schema(cls) -> io.Schema:
             folders = " or ".join(f"models/{kind}" for kind in weights.folder_kinds)
-            return io.Schema(
+            return node_schema(
                 node_id=f"PhyPromptLoad{info.node_name}",
+                search_aliases=(info.display_name, info.name, "load video model", "text to video", "PhyPrompt"),
                 display_name=f"Load {info.display_name}",
-                category=CATEGORY,
+                category=VIDEO,
                 description=f"Loads {info.summary or info.display_name} from {weights.describe()} under {folders}.",
                 inputs=[
                     io.Combo.Input("model", options=list(models()), tooltip=f"The model: {weights.describe()}."),
@@ -107,10 +109,12 @@ def sampler_node(name: str) -> type[io.ComfyNode]:
     class VideoSampler(io.ComfyNode):
         @classmethod
         def define_schema(cls) -> io.Schema:
-            return io.Schema(
+            return node_schema(
                 node_id=f"PhyPrompt{info.node_name}Sampler",
+                search_aliases=(info.display_name, info.name, "text to video", "video sampler", "physics",
+                                "PhyPrompt"),
                 display_name=f"{info.display_name} Sampler",
-                category=CATEGORY,
+                category=VIDEO,
                 description=f"Renders a video from a prompt with {info.display_name}. Wire Physics Refine's "
                             "`refined` into `positive`; save with CreateVideo → SaveVideo.",
                 inputs=[

@@ -11,14 +11,16 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from support.comfy_server import ComfyServer, find_comfyui_tree
+from support.comfy_server import PACK_NAME, ComfyServer, find_comfyui_tree
 from support.tiny_cogvideox import write_tiny_cogvideox
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
-from support.workflow_api import _input_specs, _values_taken, ui_to_api
+from support.workflow_api import ui_to_api, widget_values
 from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
 
 from phyprompt.video.cogvideox import CogVideoXBackend
 from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
+
+pytestmark = pytest.mark.comfyui
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
 LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
@@ -68,6 +70,9 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
                     str(checkpoints / SD15_CHECKPOINT)], cwd=server.tree, check=True)
     # the test-only plugin backend (tests/plugins, on the server's path) and its model file
     write_toy_model(server.models_dir / "toy_video")
+    for folder, name in NATIVE_MODELS.items():  # placeholders: the native workflow's model names, never read whole
+        (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
+        (server.models_dir / folder / name).write_bytes(b"placeholder, not a model")
     extra = work / "extra_model_paths.yaml"
     extra.write_text(f"phyprompt_test:\n    base_path: {work / 'shared'}\n    LLM: llm/\n")
     server.start(("--extra-model-paths-config", str(extra)))
@@ -133,7 +138,7 @@ def assert_healthy(server):
 def test_nodes_are_registered_with_their_sockets(server):
     info = server.get("/object_info")
     load, refine, listed = info[LOAD], info[REFINE], info[REFINE_LIST]
-    assert load["display_name"] == "Load Physics Refiner" and load["category"] == "PhyPrompt"
+    assert load["display_name"] == "Load Physics Refiner" and load["category"] == "PhyPrompt/refine"
     assert load["output"] == ["PHYPROMPT_REFINER"] and load["description"]
     required = load["input"]["required"]
     assert list(required) == ["model", "adapter", "merge_adapter", "dtype", "device", "quantization"]
@@ -158,10 +163,27 @@ def test_nodes_are_registered_with_their_sockets(server):
     assert refine["output_is_list"] == [False] * 3 and listed["output_is_list"] == [True] * 3
 
 
+def test_every_node_sits_under_one_root_with_a_description_and_search_words(server):
+    """The node library shows one PhyPrompt group; the search finds a node by what it does. Cores that
+    know search aliases (0.33) list them in /object_info; 0.3.75 has no such field."""
+    info = server.get("/object_info")
+    ours = {node_id: node for node_id, node in info.items() if node_id.startswith("PhyPrompt")}
+    assert {LOAD, REFINE, REFINE_LIST, LOAD_VIDEO, SAMPLER} <= set(ours)
+    for node_id, node in ours.items():
+        assert node["category"].split("/")[0] == "PhyPrompt" and node["category"].count("/") == 1, node_id
+        assert node["description"], node_id
+    assert {ours[n]["category"] for n in (LOAD, REFINE, REFINE_LIST)} == {"PhyPrompt/refine"}
+    assert {ours[n]["category"] for n in (LOAD_VIDEO, SAMPLER)} == {"PhyPrompt/video"}
+    if "search_aliases" in info["KSampler"]:
+        for node_id in (LOAD, REFINE, REFINE_LIST):
+            assert {"prompt enhancer", "LLM", "physics"} <= set(ours[node_id]["search_aliases"]), node_id
+        assert "CogVideoX" in ours[SAMPLER]["search_aliases"] and "CogVideoX" in ours[REFINE]["search_aliases"]
+
+
 def test_video_nodes_are_registered_with_their_sockets(server):
     info = server.get("/object_info")
     load, sampler = info[LOAD_VIDEO], info[SAMPLER]
-    assert load["display_name"] == "Load CogVideoX" and load["category"] == "PhyPrompt" and load["description"]
+    assert load["display_name"] == "Load CogVideoX" and load["category"] == "PhyPrompt/video" and load["description"]
     assert load["output"] == ["PHYPROMPT_VIDEO_MODEL"]
     required = load["input"]["required"]
     assert list(required) == ["model", "dtype", "device", "offload", "vae_tiling"]
@@ -169,7 +191,7 @@ def test_video_nodes_are_registered_with_their_sockets(server):
     assert required["offload"][1]["options"] == ["none", "model", "sequential"]
     assert required["vae_tiling"][0] == "BOOLEAN"
 
-    assert sampler["display_name"] == "CogVideoX Sampler" and sampler["category"] == "PhyPrompt"
+    assert sampler["display_name"] == "CogVideoX Sampler" and sampler["category"] == "PhyPrompt/video"
     inputs = sampler["input"]["required"]
     assert list(inputs) == ["video_model", "positive", "negative", "seed", "steps", "guidance", "frames", "width",
                             "height", "scheduler"]
@@ -317,7 +339,12 @@ WORKFLOW_VIDEOS = {
     "refine_list_cogvideox.json": {"phyprompt/list": 3},
     "refine_to_clip_text_encode.json": {},
     "physics_refine_api.json": {},
+    "refine_native_cogvideox.json": {"phyprompt/native_cogvideox": 1},
 }
+# core's own CogVideoX (0.33+): validated with placeholder model files, not run (it needs a real T5-XXL)
+NATIVE_WORKFLOW = REPO / "workflows" / "refine_native_cogvideox.json"
+NATIVE_MODELS = {"text_encoders": "t5xxl_fp16.safetensors", "diffusion_models": "cogvideox_2b.safetensors",
+                 "vae": "cogvideox_vae.safetensors"}
 # ... and the images: SaveImage's filename_prefix -> how many files
 WORKFLOW_IMAGES = {"refine_to_clip_text_encode.json": {"phyprompt/sd15": 1}}
 
@@ -341,19 +368,6 @@ def read_video(path) -> tuple[int, int, int, float]:
         return frames, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate)
 
 
-def widget_values(ui_node, object_info) -> dict:
-    """{widget name: value} of a UI-format node, with each seed's "control_after_generate" value."""
-    values, position, named = ui_node.get("widgets_values") or [], 0, {}
-    for name, kind, options in _input_specs(object_info[ui_node["type"]]):
-        taken = _values_taken(name, kind, options)
-        if taken and position < len(values):  # a widget added after the workflow was saved has none
-            named[name] = values[position]
-            if taken > 1:
-                named[f"{name}.control_after_generate"] = values[position + 1]
-        position += taken
-    return named
-
-
 def test_every_example_workflow_is_listed():
     assert sorted(p.name for p in WORKFLOWS) == sorted(WORKFLOW_VIDEOS)
 
@@ -370,12 +384,24 @@ def test_example_workflows_are_tidy(server, workflow):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"nodes {a[0]} and {b[0]} overlap"
+    nodes = {node["id"]: node for node in ui["nodes"]}
+    for link_id, origin, slot, target, target_slot, kind in ui["links"]:
+        source, sink = nodes[origin], nodes[target]
+        assert sink["inputs"][target_slot].get("link") == link_id, link_id
+        assert link_id in (source["outputs"][slot]["links"] or []), link_id
+        if source["type"] in info and sink["type"] in info:
+            sent = info[source["type"]]["output"][slot]
+            name = sink["inputs"][target_slot]["name"]
+            spec = {**info[sink["type"]]["input"].get("required", {}), **info[sink["type"]]["input"].get("optional", {})}
+            wanted = spec[name][0]
+            assert wanted in ("*", sent) or isinstance(wanted, list), f"link {link_id}: {sent} into {name} ({wanted})"
     for node in ui["nodes"]:
         if node["type"] not in info:
             continue
-        values = widget_values(node, info)
+        widgets = widget_values(node, info)
+        values = widgets.values
         # a shared example renders what its author saw: every seed stays fixed
-        assert all(v == "fixed" for k, v in values.items() if k.endswith("control_after_generate")), values
+        assert all(v == "fixed" for v in widgets.controls.values()), widgets.controls
         if node["type"] == LOAD:
             assert values["model"] == BUILTIN_LABEL  # runs out of the box
         if node["type"] == LOAD_VIDEO:
@@ -384,7 +410,8 @@ def test_example_workflows_are_tidy(server, workflow):
             assert {k: values[k] for k in OFFICIAL} == OFFICIAL
 
 
-@pytest.mark.parametrize("workflow", [w for w in WORKFLOWS if w.name not in SERVER_WORKFLOWS], ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", [w for w in WORKFLOWS if w.name not in SERVER_WORKFLOWS | {NATIVE_WORKFLOW.name}],
+                         ids=lambda p: p.name)
 def test_example_workflows_run(server, workflow):
     """Every shipped workflow, as a user drops it on the canvas, converted to the API format and run; the
     videos it saves are read back from ComfyUI's output folder.
@@ -447,12 +474,14 @@ def test_example_workflows_run(server, workflow):
 def test_workflows_saved_by_0_1_still_load_and_run(server, workflow):
     """Workflows users saved with 0.1 (copies of its example workflows): six widget values on Load Physics
     Refiner (no after_run), the CogVideoX nodes as they were before they were built from the backend's
-    description. They must validate and run unchanged, apart from the CPU-sized render settings."""
+    description, and core's CreateVideo/SaveVideo as 0.3.75 saved them. They must validate and run
+    unchanged, apart from the CPU-sized render settings."""
     ui = json.loads(workflow.read_text(encoding="utf-8"))
     [loader] = [node for node in ui["nodes"] if node["type"] == LOAD]
     assert len(loader["widgets_values"]) == 6
     graph = small_graph(workflow, server)
-    assert "after_run" not in graph[str(loader["id"])]["inputs"]
+    # the widget added after 0.1 gets its default when the frontend opens the workflow: 0.1's behaviour
+    assert graph[str(loader["id"])]["inputs"]["after_run"] == "keep loaded"
     videos = WORKFLOW_VIDEOS[workflow.name]
     before = {prefix: saved_videos(server, prefix) for prefix in videos}
     entry = server.run(graph)
@@ -499,6 +528,41 @@ def test_refined_prompt_drives_core_clip_text_encode(server):
     linked = image_after()
     assert image_after(TRAINED_PROMPT) == linked
     assert image_after("a completely different scene of a snowy mountain") != linked
+
+
+def test_the_native_cogvideox_workflow_is_valid_on_cores_with_cogvideox(server):
+    """refine_native_cogvideox.json drives core's own CogVideoX (core 0.33+). With placeholder model files it
+    passes ComfyUI's queue-time validation (every link, widget and model name) and runs up to the first
+    model file it reads; a core without CogVideoX (0.3.75) refuses its text encoder loader at queue time."""
+    graph = small_graph(NATIVE_WORKFLOW, server)
+    report = next(node_id for node_id, node in graph.items()
+                  if node["class_type"] == "PreviewAny" and graph[node["inputs"]["source"][0]]["class_type"] == REFINE
+                  and node["inputs"]["source"][1] == 2)  # the workflow shows the budget report
+    clip_types = server.get("/object_info/CLIPLoader")["CLIPLoader"]["input"]["required"]["type"][0]
+    status, body = server.queue(graph)
+    if "cogvideox" not in clip_types:
+        # the loader is refused; ComfyUI still runs the outputs that do not depend on it (the refine previews)
+        [(node_id, errors)] = body["node_errors"].items()
+        assert errors["class_type"] == "CLIPLoader" and errors["errors"][0]["extra_info"]["received_value"] == "cogvideox"
+        if status == 200:
+            server.wait(body["prompt_id"])
+        return
+    assert status == 200 and not body["node_errors"], body
+    entry = server.wait(body["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    assert execution_error(entry)["node_type"] in {"CLIPLoader", "UNETLoader", "VAELoader"}
+    if report in entry["outputs"]:  # the refiner ran before a loader failed
+        assert "/226 tokens for cogvideox" in texts(entry, report)[0]
+    assert_healthy(server)
+
+
+def test_workflows_are_listed_by_the_template_browser(server):
+    """ComfyUI's template browser lists a pack's example workflows and serves them (both cores accept the
+    pack's `workflows/` folder)."""
+    listed = server.get("/workflow_templates")[PACK_NAME]
+    assert sorted(listed) == sorted(p.stem for p in WORKFLOWS)
+    for workflow in WORKFLOWS:
+        assert server.get(f"/api/workflow_templates/{PACK_NAME}/{workflow.name}") == json.loads(workflow.read_text())
 
 
 def test_workflow_folder_is_not_empty():

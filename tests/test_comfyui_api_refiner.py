@@ -12,6 +12,8 @@ from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer,
 from support.comfy_server import ComfyServer
 from support.workflow_api import ui_to_api
 
+pytestmark = pytest.mark.comfyui
+
 API_LOAD, LOAD, REFINE, REFINE_LIST = "PhyPromptLoadAPIRefiner", "PhyPromptLoadRefiner", "PhyPromptRefine", \
     "PhyPromptRefineList"
 CHAT, GENERATE = "/v1/chat/completions", "/api/generate"
@@ -73,7 +75,7 @@ def execution_error(entry) -> str:
 
 def test_the_node_is_registered_with_its_widgets(comfy):
     info = comfy.get("/object_info")[API_LOAD]
-    assert info["display_name"] == "Physics Refiner (API)" and info["category"] == "PhyPrompt"
+    assert info["display_name"] == "Physics Refiner (API)" and info["category"] == "PhyPrompt/refine"
     assert info["output"] == ["PHYPROMPT_REFINER"] == comfy.get("/object_info")[LOAD]["output"]
     required = info["input"]["required"]
     assert list(required) == ["url", "model", "api_key_env", "timeout", "keep_alive", "max_concurrency"]

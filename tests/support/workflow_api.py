@@ -1,6 +1,6 @@
 """Turn a workflow saved by the ComfyUI frontend (the litegraph "UI" format, version 0.4) into the API
 format that POST /prompt takes, the way the frontend's own graphToPrompt does for the cases our example
-workflows use. Checked against ComfyUI frontend 1.32.9.
+workflows use. Checked against ComfyUI frontend 1.32.9 (core 0.3.75) and 1.49.6 (core 0.33).
 
 How the frontend lays out ``widgets_values`` (one entry per widget, in widget order):
 
@@ -10,6 +10,11 @@ How the frontend lays out ``widgets_values`` (one entry per widget, in widget or
 * an INT input with ``control_after_generate`` (or, when the option is absent, one named ``seed`` or
   ``noise_seed``) is followed by its "control after generate" widget: two values;
 * a COMBO input with ``control_after_generate`` also gets a "control_filter_list" widget: three values;
+* a V3 dynamic combo (``COMFY_DYNAMICCOMBO_V3``, e.g. SaveVideo's ``format`` since 0.33) is a combo whose
+  chosen option brings its own inputs: their widgets come right after it (required, then optional, each
+  nested the same way) and are named ``<combo>.<input>``, which is also their key in the API format;
+* a widget the saved workflow has no value for (a core node gained it after the workflow was saved, such
+  as CreateVideo's ``bit_depth`` in 0.33) keeps its default, as when the frontend loads the workflow;
 * a widget input that has a link keeps its (ignored) value in ``widgets_values``; the link wins;
 * upload buttons (LoadImage's "upload") and previews come after all input widgets, so a trailing extra
   value is harmless.
@@ -19,27 +24,36 @@ Not handled: subgraphs, group nodes, extension widgets that add extra values in 
 
 from __future__ import annotations
 
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+from dataclasses import dataclass, field
+
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO}
+# what a widget without a "default" starts with in the frontend (a combo: its first option)
+_EMPTY = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
 # nodes that only exist in the frontend: never sent to the server
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 MUTED, BYPASSED = 2, 4
 
 
-def _input_specs(info: dict) -> list[tuple[str, str, dict]]:
+def _input_specs(inputs: dict, order: dict | None = None) -> list[tuple[str, str, dict]]:
     """(name, type, options) of every required and optional input, in the frontend's order."""
     specs = []
     for section in ("required", "optional"):
-        inputs = info.get("input", {}).get(section, {})
-        order = info.get("input_order", {}).get(section, list(inputs))
-        for name in order:
-            spec = inputs[name]
-            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
-            specs.append((name, kind, spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}))
+        section_inputs = inputs.get(section) or {}
+        for name in (order or {}).get(section, list(section_inputs)):
+            spec = section_inputs[name]
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if isinstance(spec[0], list):  # the V1 combo: its options in place of a type
+                kind, options = "COMBO", options | {"options": spec[0]}
+            else:
+                kind = spec[0]
+            specs.append((name, kind, options))
     return specs
 
 
 def _values_taken(name: str, kind: str, options: dict) -> int:
-    """How many widgets_values entries this input's widget(s) occupy (0: a socket, no widget)."""
+    """How many widgets_values entries this input's own widget(s) occupy (0: a socket, no widget); a
+    dynamic combo's nested widgets come on top."""
     if kind not in WIDGET_TYPES or options.get("forceInput"):
         return 0
     control = options.get("control_after_generate")
@@ -48,6 +62,56 @@ def _values_taken(name: str, kind: str, options: dict) -> int:
     if kind == "COMBO" and control:
         return 3
     return 1
+
+
+def _default(kind: str, options: dict):
+    if "default" in options:
+        return options["default"]
+    choices = options.get("options") or []
+    if kind == DYNAMIC_COMBO:
+        return choices[0]["key"] if choices else None
+    if kind == "COMBO":
+        return choices[0] if choices else None
+    return _EMPTY.get(kind)
+
+
+@dataclass
+class Widgets:
+    """A UI node's widget values by API input name, and the "control after generate" choices by input."""
+
+    values: dict = field(default_factory=dict)
+    controls: dict = field(default_factory=dict)
+
+
+def widget_values(node: dict, object_info: dict) -> Widgets:
+    """The widgets of a UI-format node, as the frontend fills them from ``widgets_values``."""
+    info = object_info[node["type"]]
+    saved = node.get("widgets_values") or []
+    widgets = Widgets()
+    if isinstance(saved, dict):  # some extensions save widgets by name
+        for name, kind, options in _input_specs(info.get("input", {}), info.get("input_order")):
+            if _values_taken(name, kind, options) and name in saved:
+                widgets.values[name] = saved[name]
+        return widgets
+
+    def fill(specs, position: int, prefix: str) -> int:
+        for name, kind, options in specs:
+            taken = _values_taken(name, kind, options)
+            if not taken:
+                continue
+            key = prefix + name
+            widgets.values[key] = saved[position] if position < len(saved) else _default(kind, options)
+            if taken > 1 and position + 1 < len(saved):
+                widgets.controls[key] = saved[position + 1]
+            position += taken
+            if kind == DYNAMIC_COMBO:
+                chosen = next((o for o in options.get("options", []) if o["key"] == widgets.values[key]), None)
+                if chosen is not None:
+                    position = fill(_input_specs(chosen.get("inputs", {})), position, key + ".")
+        return position
+
+    fill(_input_specs(info.get("input", {}), info.get("input_order")), 0, "")
+    return widgets
 
 
 def _links(workflow: dict) -> dict[int, tuple[int, int, str]]:
@@ -108,18 +172,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             continue
         if kind not in object_info:
             raise ValueError(f"node {node_id}: the server has no node class {kind!r}")
-        specs = _input_specs(object_info[kind])
-        values = node.get("widgets_values") or []
-        inputs: dict = {}
-        if isinstance(values, dict):  # some extensions save widgets by name
-            inputs = {name: values[name] for name, k, o in specs if _values_taken(name, k, o) and name in values}
-        else:
-            position = 0
-            for name, input_kind, options in specs:
-                taken = _values_taken(name, input_kind, options)
-                if taken and position < len(values):
-                    inputs[name] = values[position]
-                position += taken
+        inputs = widget_values(node, object_info).values
         for socket in node.get("inputs") or []:
             name = socket.get("widget", {}).get("name") or socket["name"]
             source = resolve(socket.get("link"))
