@@ -3,7 +3,8 @@
 Refiners and their adapters: Hugging Face folders under `models/LLM/` (refiners also GGUF files). Video
 models: where each backend's description says (`BackendInfo.weights`): diffusers pipeline folders
 (CogVideoX: `models/diffusers/` or `models/CogVideo/`, where the established CogVideoX pack puts them) or
-single checkpoint files.
+single checkpoint files. Judges: Hugging Face folders (VideoPhy-2's AutoEval, video-language models) under
+`models/judges/`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..phyprompt.refiners.loading import is_gguf
 from ..phyprompt.video.backend import BackendInfo, Weights, backend_info, backend_names
 
 LLM = "LLM"
+JUDGES = "judges"
 
 
 def weight_kinds(info: BackendInfo) -> tuple[str, ...]:
@@ -31,7 +33,7 @@ _MAX_DEPTH = 3  # models/LLM/<org>/<name>/ is as deep as people nest them
 
 # Core ComfyUI has no LLM (or CogVideo) folder kind; extra_model_paths.yaml may already have added
 # paths to them, and the default folder comes first either way (a no-op when it is already there).
-for _kind in (LLM, *VIDEO_KINDS):
+for _kind in (LLM, JUDGES, *VIDEO_KINDS):
     folder_paths.add_model_folder_path(_kind, os.path.join(folder_paths.models_dir, _kind), is_default=True)
 
 
@@ -60,6 +62,10 @@ def refiner_models() -> dict[str, str]:
     gguf_files = {name: folder_paths.get_full_path(LLM, name) for name in folder_paths.get_filename_list(LLM)
                   if is_gguf(name)}
     return {BUILTIN_LABEL: BUILTIN_MODEL, **dict(sorted((gguf_files | _folders_holding("config.json", (LLM,))).items()))}
+
+
+def judge_models() -> dict[str, str]:
+    return _folders_holding("config.json", (JUDGES,))
 
 
 def refiner_adapters() -> dict[str, str]:

@@ -146,20 +146,13 @@ class LoadAPIRefiner(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, url, model, api_key_env, keep_alive) -> bool | str:
-        # checked at queue time, so a typo is reported before anything runs; a linked value (None here)
-        # is checked by execute
-        try:
-            if url is not None:
-                chat_completions_url(url)
-            if model is not None and not model.strip():
-                return "model is empty: give the model name the server knows, e.g. qwen2.5:7b"
-            if api_key_env is not None:
-                check_env_name(api_key_env)
-            if keep_alive is not None:
+        error = server_settings_error(url, model, api_key_env, "qwen2.5:7b")
+        if error is None and keep_alive is not None:
+            try:
                 parse_keep_alive(keep_alive)
-        except EndpointError as exc:
-            return str(exc)
-        return True
+            except EndpointError as exc:
+                error = str(exc)
+        return error or True
 
     @classmethod
     def execute(cls, url, model, api_key_env, timeout, keep_alive, max_concurrency) -> io.NodeOutput:
@@ -168,6 +161,21 @@ class LoadAPIRefiner(io.ComfyNode):
         refiner = refiner_class("api").load(url, model, api_key_env=api_key_env, timeout=timeout, keep_alive=keep_alive,
                                   max_concurrency=max_concurrency)
         return io.NodeOutput(Managed(refiner, remote=True))
+
+
+def server_settings_error(url: str | None, model: str | None, api_key_env: str | None, example: str) -> str | None:
+    """What is wrong with a server node's settings, checked at queue time so a typo is reported before
+    anything runs (a value linked from another node arrives as None and is checked when the node runs)."""
+    try:
+        if url is not None:
+            chat_completions_url(url)
+        if api_key_env is not None:
+            check_env_name(api_key_env)
+    except EndpointError as exc:
+        return str(exc)
+    if model is not None and not model.strip():
+        return f"model is empty: give the model name the server knows, e.g. {example}"
+    return None
 
 
 def _refine_inputs(prompt_tooltip: str) -> list:

@@ -7,12 +7,13 @@ argument import neither torch nor transformers: that happens when a command runs
 Exit status (also in `phyprompt --help` and the README), for scripts:
 
     0    success: `refine` refined at least one prompt; `generate` wrote the video (also when its
-         refinement fell back to the original prompt, which is a warning)
+         refinement fell back to the original prompt, which is a warning); `judge` scored every video
     1    a model, file, input or server failed, or ran out of memory; one `phyprompt: error:` line says
          what to fix
-    2    bad arguments: argparse's errors, options that do not go together, and `generate` settings the
-         video model cannot render (a width that is not a multiple of 16, a frame count it cannot make);
-         one `phyprompt <command>: error:` line
+    2    bad arguments: argparse's errors, options that do not go together, `generate` settings the
+         video model cannot render (a width that is not a multiple of 16, a frame count it cannot make),
+         and a `judge --captions` file whose line count is not the video count; one
+         `phyprompt <command>: error:` line
     3    `refine`: nothing was refined, every prompt fell back to the original (the output is printed
          all the same, with --json and --file too)
     130  cancelled (Ctrl+C)
@@ -29,19 +30,21 @@ from pathlib import Path
 
 from .commands.common import positive_int
 from .devices import DTYPES
-from .endpoint import DEFAULT_API_KEY_ENV, EndpointError, check_env_name, parse_keep_alive
+from .endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
+from .judges.opening import is_url
 from .refiners.base import DEFAULT_MAX_NEW_TOKENS
 from .refiners.builtin import is_builtin
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .targets import TARGET_NAMES
 from .video.backend import backend_info, backend_names
-from .video.writer import SUPPORTED_SUFFIXES
+from .video.writer import READABLE_SUFFIXES, SUPPORTED_SUFFIXES
 
 EXIT_STATUS = """exit status:
   0    success: refine refined at least one prompt; generate wrote the video (also when its refinement
-       fell back to the original prompt, which is a warning)
+       fell back to the original prompt, which is a warning); judge scored every video
   1    a model, file, input or server failed, or ran out of memory
-  2    bad arguments, including generate settings the video model cannot render
+  2    bad arguments, including generate settings the video model cannot render and a judge --captions
+       file with another line count than videos
   3    refine: nothing was refined, every prompt fell back to the original (still printed)
   130  cancelled (Ctrl+C)"""
 
@@ -64,6 +67,13 @@ def _non_negative(note: str = ""):
     return number
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _size(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if not match:
@@ -77,6 +87,12 @@ def _size(text: str) -> tuple[int, int]:
 def _video_file(text: str) -> str:
     if Path(text).suffix.lower() not in SUPPORTED_SUFFIXES:
         raise argparse.ArgumentTypeError(f"the file name must end in {', '.join(SUPPORTED_SUFFIXES)}, not {text!r}")
+    return text
+
+
+def _readable_video(text: str) -> str:
+    if Path(text).suffix.lower() not in READABLE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"a video file must end in {', '.join(READABLE_SUFFIXES)}, not {text!r}")
     return text
 
 
@@ -203,13 +219,61 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the refiner's sampling temperature; 0 = greedy (default)")
     generate.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_endpoint_options(generate, "--refiner")
-    parser.subcommands = {"refine": refine, "generate": generate}
+
+    judge = commands.add_parser(
+        "judge",
+        help="score videos for caption match and physics, as VideoPhy-2 does",
+        description=(
+            "Score video files as VideoPhy-2's AutoEval does: semantic adherence (SA, 1-5: does the video show "
+            "its caption?), physical commonsense (PC, 1-5: does it obey physics?), joint success (both at least "
+            "4) and, with --rules, whether it follows each rule (0 no, 1 yes, 2 cannot tell). In brackets, the "
+            "continuous score: the expected value of the judge's answer-token probabilities (not shown for a "
+            "server that sends no log-probabilities). An answer without a number scores 0, as in VideoPhy-2. "
+            "Prints one line per video, or JSON lines with --json."
+        ),
+        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    judge.add_argument("videos", nargs="+", type=_readable_video, metavar="VIDEO",
+                       help=f"video files ({', '.join(READABLE_SUFFIXES)})")
+    captions = judge.add_mutually_exclusive_group(required=True)
+    captions.add_argument("--caption", metavar="TEXT", help="what the video shows (the same for every VIDEO)")
+    captions.add_argument("--captions", metavar="FILE",
+                          help="one caption per video, in order: .txt with one per line, or .jsonl, .json or .csv "
+                               "with a caption field")
+    judge.add_argument("--judge", required=True, metavar="DIR_OR_URL",
+                       help="VideoPhy-2's AutoEval folder (videophysics/videophy_2_auto), a video-language model "
+                            "folder (Qwen2.5-VL, Qwen3-VL, Cosmos-Reason2), or an OpenAI-compatible server's address "
+                            "such as http://127.0.0.1:8000/v1 (with --model)")
+    judge.add_argument("--rules", metavar="FILE",
+                       help="physical rules, one per line, each asked about every video")
+    judge.add_argument("--frames", type=positive_int, metavar="N",
+                       help="frames the judge looks at (default: the judge's own; the AutoEval's 32 are fixed)")
+    judge.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                       help="videos judged at once (default: 1)")
+    _add_model_options(judge)
+    judge.add_argument("--json", action="store_true", help="print one JSON object per video")
+    judge.add_argument("--quiet", action="store_true", help="no progress bar")
+    server = judge.add_argument_group("judge on a server", "An OpenAI-compatible server with image input (vLLM, "
+                                      "llama.cpp, Ollama, OpenAI) at --judge URL; frames are sent as images.")
+    server.add_argument("--model", metavar="NAME", help="the model the server serves, e.g. qwen2.5vl:7b")
+    server.add_argument("--api-key-env", metavar="NAME", type=_argument(check_env_name), default=DEFAULT_API_KEY_ENV,
+                        help=f"the environment variable that holds the server's key (default: {DEFAULT_API_KEY_ENV}; "
+                             "not set: no key is sent)")
+    server.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"how long one answer may take (default: {DEFAULT_TIMEOUT:g})")
+    parser.subcommands = {"refine": refine, "generate": generate, "judge": judge}
     return parser
 
 
 def _check_combinations(parser: _Parser, args) -> None:
     """What argparse cannot say itself: options that only make sense together."""
     command = parser.subcommands[args.command]
+    if args.command == "judge":
+        if is_url(args.judge) and not args.model:
+            command.error("--judge URL is a server: add --model NAME, the model it serves (e.g. qwen2.5vl:7b)")
+        if args.model and not is_url(args.judge):
+            command.error("--model names the model a server serves: leave it out for the model folder --judge DIR")
+        return
     if args.command == "generate":
         own = backend_info(args.backend).load_keywords
         every = {name for backend in backend_names() for name in backend_info(backend).load_keywords}
@@ -244,11 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
 
-    from .commands import generate, refine  # after the arguments are checked: they lead to torch
+    from .commands import generate, judge, refine  # after the arguments are checked: they lead to torch
     from .commands.common import fail
     from .video.backend import VideoSettingsError
 
-    command = {"refine": refine.run, "generate": generate.run}[args.command]
+    command = {"refine": refine.run, "generate": generate.run, "judge": judge.run}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .progress import OptionalProgress
 
@@ -99,6 +100,17 @@ def parse_keep_alive(value: str | int | None) -> str | int | None:
                         f"such as 5m or 1h, not {text!r}")
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One answer: its text and, when they were asked for and the server sent them, the most likely tokens
+    at each position of it."""
+
+    text: str
+    #: per answer token, {token text: log-probability} of the server's top tokens there; None when the
+    #: server sent none (not every server can: Ollama before 0.12, some hosted models)
+    top_logprobs: list[dict[str, float]] | None = None
+
+
 class _Transient(Exception):
     """A failure worth retrying (its message says what to do if retrying does not help); `wait` is the
     server's Retry-After, when it gave one."""
@@ -147,11 +159,21 @@ class ChatClient:
     def complete(self, conversations: Sequence[list[dict]], *, seeds: Sequence[int] | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,
                  progress: OptionalProgress = None) -> list[str]:
-        """The assistant's text for each conversation (a list of chat messages), in order.
+        """The assistant's text for each conversation, in order (see `replies`)."""
+        return [reply.text for reply in self.replies(conversations, seeds=seeds, temperature=temperature,
+                                                     max_tokens=max_tokens, progress=progress)]
 
-        Conversation i is sent with seed `seeds[i]`. `progress(done, total)` counts answers, and is
-        also called every POLL_INTERVAL while waiting: when it raises, this returns at once with its
-        exception, abandoning the requests in flight. The first failure ends the call the same way.
+    def replies(self, conversations: Sequence[list[dict]], *, seeds: Sequence[int] | None = None,
+                temperature: float | None = None, max_tokens: int | None = None, top_logprobs: int | None = None,
+                progress: OptionalProgress = None) -> list[Reply]:
+        """The assistant's answer to each conversation (a list of chat messages, whose content may be text
+        or a list of text and image parts), in order.
+
+        Conversation i is sent with seed `seeds[i]`. With `top_logprobs`, the server is asked for that many
+        most likely tokens at each answer position (OpenAI's `logprobs`/`top_logprobs`). `progress(done,
+        total)` counts answers, and is also called every POLL_INTERVAL while waiting: when it raises, this
+        returns at once with its exception, abandoning the requests in flight. The first failure ends the
+        call the same way.
 
         keep_alive, when set, is sent once all the answers have arrived, before this returns. On a cancel
         it is sent too, from a background thread so the cancel does not wait (Ollama applies it once the
@@ -174,7 +196,7 @@ class ChatClient:
                 except queue.Empty:
                     return
                 body = self._body(conversations[index], None if seeds is None else seeds[index], temperature,
-                                  max_tokens)
+                                  max_tokens, top_logprobs)
                 try:
                     finished.put((index, self._ask(body, stop)))
                 except _Abandoned:
@@ -185,7 +207,7 @@ class ChatClient:
 
         for _ in range(min(self.max_concurrency, total)):
             threading.Thread(target=work, name="phyprompt-endpoint", daemon=True).start()
-        answers: list[str] = [""] * total
+        answers: list[Reply | None] = [None] * total
         done = 0
 
         def report() -> None:
@@ -217,7 +239,7 @@ class ChatClient:
         return answers
 
     def _body(self, messages: list[dict], seed: int | None, temperature: float | None,
-              max_tokens: int | None) -> dict:
+              max_tokens: int | None, top_logprobs: int | None) -> dict:
         body = {"model": self.model, "messages": messages, "stream": False}
         if seed is not None:
             body["seed"] = seed % _SEED_RANGE
@@ -225,13 +247,15 @@ class ChatClient:
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if top_logprobs is not None:
+            body["logprobs"], body["top_logprobs"] = True, top_logprobs
         return body
 
-    def _ask(self, body: dict, stop: threading.Event) -> str:
+    def _ask(self, body: dict, stop: threading.Event) -> Reply:
         """One conversation's answer, retrying transient failures."""
         for attempt in range(self.retries + 1):
             try:
-                return _content(self._chat(body), self.url)
+                return _reply(self._chat(body), self.url)
             except _Transient as failure:
                 if attempt == self.retries:
                     raise EndpointError(f"gave up on {self.url} after {attempt + 1} tries: {failure}") from None
@@ -313,16 +337,29 @@ class ChatClient:
         return EndpointError(f"{self.url} rejected the request (HTTP {code}{f': {detail}' if detail else ''})")
 
 
-def _content(reply, url: str) -> str:
-    """choices[0].message.content; a null content (the model wrote nothing) is an empty answer."""
+def _reply(reply, url: str) -> Reply:
+    """choices[0].message.content, a null content (the model wrote nothing) being an empty answer, with
+    choices[0].logprobs.content[i].top_logprobs when the server sent them."""
     try:
-        content = reply["choices"][0]["message"]["content"]
+        choice = reply["choices"][0]
+        content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise EndpointError(f"{url} sent no choices[0].message.content; is it an OpenAI-compatible "
                             "chat-completions address?") from None
     if content is not None and not isinstance(content, str):
         raise EndpointError(f"{url} sent a choices[0].message.content that is not text")
-    return content or ""
+    return Reply(content or "", _top_logprobs(choice.get("logprobs")))
+
+
+def _top_logprobs(logprobs) -> list[dict[str, float]] | None:
+    """OpenAI's {"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}, …]}, …]} as one
+    {token: log-probability} per position; None when missing or in another shape (log-probabilities are
+    an extra that some servers lack, never a reason to fail the answer)."""
+    try:
+        return [{top["token"]: float(top["logprob"]) for top in position["top_logprobs"]}
+                for position in logprobs["content"]]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def _server_message(error: urllib.error.HTTPError) -> str:

@@ -3,20 +3,25 @@
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from conftest import REPO
 from support.comfy_server import PACK_NAME, ComfyServer, find_comfyui_tree
+from support.tiny_autoeval import SHARDS, write_tiny_autoeval
 from support.tiny_cogvideox import write_tiny_cogvideox
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
 from support.workflow_api import ui_to_api, widget_values
 from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
 
+from phyprompt.judges.selection import CRITERIA, Candidate, best
+from phyprompt.judges.videophy2.judge import AutoEvalJudge
 from phyprompt.video.cogvideox import CogVideoXBackend
 from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
 
@@ -24,6 +29,9 @@ pytestmark = pytest.mark.comfyui
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
 LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
+LOAD_JUDGE, JUDGE, VARIANTS, PICK_BEST = "PhyPromptLoadJudge", "PhyPromptJudge", "PhyPromptRefineVariants", \
+    "PhyPromptPickBest"
+AUTOEVAL = "videophy_2_auto"  # the folder name the Best-of-N workflow uses
 # CogVideoX's official settings, which the example workflows ship with ...
 OFFICIAL = dict(steps=50, guidance=6, frames=49, width=720, height=480, scheduler="dpm")
 # ... and what the tests render instead: the tiny model is random, but 720x480x49 at 50 steps would still take
@@ -70,6 +78,13 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
                     str(checkpoints / SD15_CHECKPOINT)], cwd=server.tree, check=True)
     # the test-only plugin backend (tests/plugins, on the server's path) and its model file
     write_toy_model(server.models_dir / "toy_video")
+    # judges: a tiny random AutoEval in the release layout, a text model, and an AutoEval with a cut shard
+    judges = server.models_dir / "judges"
+    write_tiny_autoeval(judges / AUTOEVAL)
+    shutil.copytree(tiny_refiner_dir, judges / "text-model")
+    shutil.copytree(judges / AUTOEVAL, judges / "truncated")
+    shard = judges / "truncated" / SHARDS[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
     for folder, name in NATIVE_MODELS.items():  # placeholders: the native workflow's model names, never read whole
         (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
         (server.models_dir / folder / name).write_bytes(b"placeholder, not a model")
@@ -340,6 +355,7 @@ WORKFLOW_VIDEOS = {
     "refine_to_clip_text_encode.json": {},
     "physics_refine_api.json": {},
     "refine_native_cogvideox.json": {"phyprompt/native_cogvideox": 1},
+    "best_of_n_physics.json": {"phyprompt/best_of_n": 1},
 }
 # core's own CogVideoX (0.33+): validated with placeholder model files, not run (it needs a real T5-XXL)
 NATIVE_WORKFLOW = REPO / "workflows" / "refine_native_cogvideox.json"
@@ -384,6 +400,7 @@ def test_example_workflows_are_tidy(server, workflow):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"nodes {a[0]} and {b[0]} overlap"
+    assert all(n["type"] in info for n in ui["nodes"] if n["type"].startswith("PhyPrompt")), "a node of ours is missing"
     nodes = {node["id"]: node for node in ui["nodes"]}
     for link_id, origin, slot, target, target_slot, kind in ui["links"]:
         source, sink = nodes[origin], nodes[target]
@@ -449,7 +466,19 @@ def test_example_workflows_run(server, workflow):
         elif source["class_type"] == SAMPLER and slot == 2:
             # the refined prompt is longer than the tiny text encoder reads
             assert all(t.startswith("WARNING") and f"reads only {TINY_TOKEN_LIMIT}" in t for t in texts(entry, node_id))
-    assert refine_previews >= 2
+    if any(node["class_type"] in (REFINE, REFINE_LIST) for node in graph.values()):
+        assert refine_previews >= 2
+    for node_id, node in graph.items():  # Best of N: every candidate's scores, the best one marked
+        source = node["inputs"].get("source")
+        if node["class_type"] == "PreviewAny" and graph[source[0]]["class_type"] == PICK_BEST:
+            variants = next(n["inputs"]["variants"] for n in graph.values() if n["class_type"] == VARIANTS)
+            (shown,) = texts(entry, node_id)
+            lines = shown.splitlines()
+            assert lines[0].startswith(f"best of {variants} by joint") and len(lines) == 1 + variants
+            assert sum(line.startswith("→") for line in lines) == 1
+            scores = [re.match(r". \d+: SA ([\d.]+), PC ([\d.]+), joint (yes|no)", line).groups() for line in lines[1:]]
+            candidates = [Candidate(float(sa), float(pc), joint == "yes") for sa, pc, joint in scores]
+            assert lines[1 + best(candidates, "joint")].startswith("→")
 
     stitch = [node["inputs"] for node in graph.values() if node["class_type"] == "ImageStitch"]
     width = 2 * SMALL["width"] + stitch[0]["spacing_width"] if stitch else SMALL["width"]
@@ -567,6 +596,79 @@ def test_workflows_are_listed_by_the_template_browser(server):
 
 def test_workflow_folder_is_not_empty():
     assert list((REPO / "workflows").glob("*.json"))
+
+
+# --- judges -------------------------------------------------------------------------------------
+
+def judge_graph(caption="a red ball bounces on the floor", frames=9, judge=AUTOEVAL, rules=""):
+    """Load Physics Judge → Physics Judge on a plain-colour clip (core EmptyImage) → previews of SA and joint."""
+    return {
+        "1": {"class_type": LOAD_JUDGE, "inputs": dict(judge=judge, precision="fp32", device="auto", frames=0)},
+        "2": {"class_type": "EmptyImage", "inputs": dict(width=64, height=48, batch_size=frames, color=0x336699)},
+        "3": {"class_type": JUDGE, "inputs": dict(judge=["1", 0], images=["2", 0], caption=caption, rules=rules)},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}},
+    }
+
+
+def test_judge_nodes_are_registered_with_their_sockets(server):
+    info = server.get("/object_info")
+    assert AUTOEVAL in info[LOAD_JUDGE]["input"]["required"]["judge"][1]["options"]
+    assert info[LOAD_JUDGE]["output"] == ["PHYPROMPT_JUDGE"] == info["PhyPromptLoadAPIJudge"]["output"]
+    judge = info[JUDGE]
+    assert list(judge["input"]["required"]) == ["judge", "images", "caption"] and list(judge["input"]["optional"]) == ["rules"]
+    assert judge["output"] == ["FLOAT", "FLOAT", "BOOLEAN", "STRING"]
+    variants = info[VARIANTS]["input"]["required"]
+    assert list(variants) == [*info[REFINE]["input"]["required"], "variants"]
+    assert info[VARIANTS]["output_is_list"] == [True] * 3
+    pick = info[PICK_BEST]
+    assert pick["input"]["required"]["by"][1]["options"] == list(CRITERIA)
+    assert pick["output"] == ["IMAGE", "FLOAT", "INT", "STRING", "STRING"]
+
+
+def test_the_physics_judge_scores_a_video_as_the_library_does(server):
+    entry = server.run(judge_graph())
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (summary,), (sa,), (joint,) = texts(entry, "3"), texts(entry, "4"), texts(entry, "5")
+    frames = torch.full((9, 48, 64, 3), 0.0)
+    frames[..., 0], frames[..., 1], frames[..., 2] = 0x33 / 255, 0x66 / 255, 0x99 / 255
+    judge = AutoEvalJudge.load(server.models_dir / "judges" / AUTOEVAL, device="cpu", precision="fp32")
+    (expected,) = judge.judge([frames], ["a red ball bounces on the floor"])
+    assert summary == expected.summary()
+    assert float(sa) == pytest.approx(expected.sa.expected, abs=1e-4) and 1 <= float(sa) <= 5
+    assert joint == str(expected.joint)
+
+
+def test_the_judge_goes_through_model_management(server):
+    """Render → judge in one graph: the judge is handed to ComfyUI's model management like the video model,
+    so a 7B judge and a 5B video model take turns in VRAM."""
+    start = len(server.log())
+    graph = judge_graph(caption="a red ball bounces")
+    graph["1"]["inputs"]["precision"] = "bf16"  # inputs no earlier test used: a fresh load
+    graph["6"] = video_load_node("other-cogvideox", vae_tiling=False)  # fresh as well
+    graph["7"] = sampler_node("a red ball bounces", video_model=("6", 0))
+    graph["3"]["inputs"]["images"] = ["7", 0]
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert server.log()[start:].count("Requested to load PhyPromptModules") >= 2
+
+
+def test_the_judge_takes_one_frame_and_rules(server):
+    entry = server.run(judge_graph(frames=1, rules="a ball falls down\n\nthe floor stays flat\n"))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert "rules followed" in texts(entry, "3")[0] and "/2" in texts(entry, "3")[0]
+
+
+@pytest.mark.parametrize("graph, message", [
+    (judge_graph(caption="  "), "caption is empty"),
+    (judge_graph(judge="text-model"), "not a judge"),
+    (judge_graph(judge="truncated"), SHARDS[0]),
+], ids=["empty caption", "a text model", "a truncated shard"])
+def test_judge_failures_are_one_clear_node_error(server, graph, message):
+    error = execution_error(server.run(graph))
+    assert message in error["exception_message"], error["exception_message"]
+    assert "Traceback" not in error["exception_message"]
+    assert_healthy(server)
 
 
 # --- cancel -------------------------------------------------------------------------------------

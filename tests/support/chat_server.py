@@ -16,9 +16,16 @@ GOOD_PROMPT = "A glass slips from a hand, falls faster and faster, and bursts in
 GOOD_ANSWER = format_output(GOOD_REASONING, GOOD_PROMPT)
 GENERATE_PATH = "/api/generate"
 
-def answer(text: str = GOOD_ANSWER) -> Callable:
-    message = {"role": "assistant", "content": text}
-    return lambda server, body: (200, {}, {"choices": [{"index": 0, "message": message}]})
+def answer(text: str = GOOD_ANSWER, top_logprobs: list[dict[str, float]] | None = None) -> Callable:
+    """`text` as the answer; with `top_logprobs` (one {token: log-probability} per answer token, the first
+    entry being the token written), OpenAI's `logprobs` too."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+    if top_logprobs is not None:
+        choice["logprobs"] = {"content": [
+            {"token": next(iter(tops)), "logprob": next(iter(tops.values())),
+             "top_logprobs": [{"token": token, "logprob": logprob} for token, logprob in tops.items()]}
+            for tops in top_logprobs]}
+    return lambda server, body: (200, {}, {"choices": [choice]})
 
 
 def status(code: int, payload: "bytes | dict" = b"", **headers) -> Callable:
