@@ -125,6 +125,10 @@ class BackendInfo:
     fps: float
     load_options: tuple[LoadOption, ...] = ()
     summary: str = ""  # one sentence for help texts and node descriptions
+    # "module:function" (relative to phyprompt.video) that converts the original release into what `load`
+    # reads fastest and without pickle: `function(source, out, *, dtype=None) -> pathlib.Path`, used by
+    # `phyprompt convert <name>`; empty: the backend loads its release as is
+    converter: str = ""
 
     @property
     def components(self) -> tuple[Component, ...]:
