@@ -13,7 +13,6 @@ The new folder appears complete or not at all, and an existing model is never re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -29,7 +28,7 @@ from phyprompt.commands.common import fail
 from phyprompt.devices import PRECISIONS, torch_dtype
 from phyprompt.files import atomic_path
 
-from .sft import MANIFEST
+from .stages import MANIFEST, read_manifest
 
 class ExportError(ModelFolderError):
     pass
@@ -56,21 +55,27 @@ def _base_of(adapter: str, base: str | None) -> str:
     return recorded
 
 
-def _manifest(run: str) -> dict:
-    """What train.sft recorded about the run; empty (the card then says so) when absent or unreadable."""
-    try:
-        with open(os.path.join(run, MANIFEST), encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
+def _stage_lines(manifest: dict) -> list[str]:
+    """The model card's lines on one training stage."""
+    lora = manifest.get("lora") or {}
+    method = manifest.get("method", "unknown") + (
+        f" (r={lora.get('r')}, alpha={lora.get('alpha')}, modules {lora.get('target_modules')})" if lora else "")
+    if manifest.get("stage") == "grpo":
+        rewards = manifest.get("rewards") or {}
+        curriculum = manifest.get("curriculum") or {}
+        lines = [f"- Stage 2 (GRPO), method: {method}; starting from `{manifest.get('starts_from', 'unknown')}`",
+                 "- Rewards: " + (", ".join(f"{name} (weight {weight})" for name, weight in rewards.items()) or "unknown")]
+        if curriculum:
+            lines.append(f"- Curriculum: {curriculum.get('schedule')} from {curriculum.get('sa')} to "
+                         f"{curriculum.get('pc')}" + (f", alpha={curriculum['alpha']}" if "alpha" in curriculum else ""))
+        return lines
+    return [f"- Stage 1 (SFT), method: {method}"]
 
 
 def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
     data = manifest.get("data") or []
     per_target = manifest.get("examples_per_target") or {}
     training = manifest.get("training") or {}
-    lora = manifest.get("lora") or {}
     metrics = manifest.get("metrics") or {}
     lines = [
         "---",
@@ -89,8 +94,8 @@ def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
         "## Training",
         "",
         f"- Base model: `{base}`",
-        f"- Stage 1 (SFT), method: {manifest.get('method', 'unknown')}"
-        + (f" (r={lora.get('r')}, alpha={lora.get('alpha')}, modules {lora.get('target_modules')})" if lora else ""),
+        *(_stage_lines(manifest["stage1"]) if manifest.get("stage1") else ()),
+        *_stage_lines(manifest),
         f"- Delivered as: {'adapter merged into the base weights' if merged else 'a LoRA adapter on the base'}",
         f"- Recipe: `{manifest.get('recipe') or 'unknown'}`",
         f"- Examples: {manifest.get('examples', 'unknown')}"
@@ -103,7 +108,8 @@ def model_card(name: str, base: str, merged: bool, manifest: dict) -> str:
         lines.append(f"- Final mean training loss: {metrics['train_loss']:.4f}")
     if not manifest:
         lines.append(f"- No {MANIFEST} was found in the run folder, so data and recipe are not recorded.")
-    lines += ["", "Made with PhyPrompt's `train.sft` and `train.export`.", ""]
+    made_with = "`train.sft`, `train.grpo`" if manifest.get("stage") == "grpo" else "`train.sft`"
+    lines += ["", f"Made with PhyPrompt's {made_with} and `train.export`.", ""]
     return "\n".join(lines)
 
 
@@ -124,7 +130,7 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     adapter = _is_adapter(run)
     if keep_adapter and not adapter:
         raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
-    manifest = _manifest(run)
+    manifest = read_manifest(run)
     base_model = _base_of(run, base) if adapter else (base or run)
     card_base = base_model if adapter else manifest.get("base_model", base_model)
     with atomic_path(out_path) as partial:
