@@ -1,8 +1,17 @@
-"""The training-curve PNG written at the end of a run."""
+"""The training-curve PNGs written at the end of a run (loss for SFT, rewards for GRPO) and by the ablation."""
 
 from __future__ import annotations
 
 import os
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def loss_points(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -14,11 +23,7 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike, title: str = "tr
     """Plot train (and eval) loss against the step from a Trainer's `state.log_history`.
 
     Returns False, writing nothing, when no loss was logged (a run shorter than `logging_steps`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on training machines
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     train_steps, train_loss = loss_points(log_history, "loss")
     eval_steps, eval_loss = loss_points(log_history, "eval_loss")
     if not train_steps and not eval_steps:
@@ -33,6 +38,35 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike, title: str = "tr
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def plot_rewards(log_history: list[dict], rewards: list[str], path: str | os.PathLike,
+                 title: str = "GRPO rewards") -> bool:
+    """The weighted total reward, each reward (unweighted, as trl logs them) and the curriculum's w_sa
+    against the step. Returns False, writing nothing, when nothing was logged."""
+    steps, total = loss_points(log_history, "reward")
+    if not steps:
+        return False
+    plt = _pyplot()
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), dpi=120, sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(steps, total, linewidth=2, label="total (weighted)")
+    for name in rewards:
+        top.plot(*loss_points(log_history, f"rewards/{name}/mean"), label=name, alpha=0.8)
+    top.set_ylabel("mean reward")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(fontsize="small")
+    bottom.plot(*loss_points(log_history, "curriculum/w_sa"), label="w_sa")
+    bottom.plot(*loss_points(log_history, "curriculum/w_pc"), label="w_pc")
+    bottom.set_xlabel("step")
+    bottom.set_ylabel("weight")
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

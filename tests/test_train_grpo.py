@@ -1,0 +1,276 @@
+"""Stage 2 (train.grpo): the curriculum schedules, every reward on good and malformed rewrites, the
+video-level reward on a tiny backend and judge (caching, failures, per-rank device), recipe checks, and a
+tiny GRPO run that resumes exactly where it stopped."""
+
+import json
+import logging
+import math
+import os
+
+import pytest
+import torch
+
+from conftest import REPO
+from phyprompt.contract import format_output
+from phyprompt.judges import Answer, Judgement
+from phyprompt_toy_backend import write_toy_model
+from support.tiny_autoeval import write_tiny_autoeval
+from support.tiny_refiner import build_tokenizer
+from train.curriculum import SCHEDULES, CurriculumCallback, sa_weight
+from train.grpo import main as grpo_main
+from train.grpo import parse, prompt_rows
+from train.rewards import MINIMUM, REWARD_NAMES, RewardArguments, build_reward
+from train.rewards import video as video_rewards
+from train.stages import TrainingSetupError
+
+GOOD = format_output("Gravity pulls the ball down; friction and the floor's elasticity decide each bounce.",
+                     "A red ball falls under gravity, bounces on the wooden floor with decreasing height as each "
+                     "impact drains its energy, and rolls to a stop.")
+MALFORMED = "Sure! Here is a nicer prompt: a red ball bounces."
+ORIGINAL = "a red ball bounces on the floor"
+GRPO_RECIPES = sorted((REPO / "train" / "recipes").glob("*-grpo*.yaml"))
+
+
+# --- curriculum ---------------------------------------------------------------------------------
+
+def test_the_paper_schedule_moves_from_semantics_to_physics():
+    assert sa_weight("exp", 0, 30, alpha=3.0) == 1.0
+    assert sa_weight("exp", 15, 30, alpha=3.0) == pytest.approx(math.exp(-1.5))
+    assert sa_weight("exp", 30, 30, alpha=3.0) == pytest.approx(math.exp(-3.0))
+
+
+@pytest.mark.parametrize("schedule, start, middle, end", [
+    ("linear", 1.0, 0.5, 0.0), ("cosine", 1.0, 0.5, 0.0), ("step", 1.0, 0.0, 0.0),
+    ("static", 0.5, 0.5, 0.5), ("sa_only", 1.0, 1.0, 1.0), ("pc_only", 0.0, 0.0, 0.0),
+])
+def test_every_schedule(schedule, start, middle, end):
+    assert [sa_weight(schedule, t, 10) for t in (0, 5, 10)] == pytest.approx([start, middle, end])
+
+
+def test_an_unknown_schedule_is_refused_before_training():
+    assert set(SCHEDULES) == {"exp", "linear", "cosine", "step", "static", "sa_only", "pc_only"}
+    with pytest.raises(ValueError, match="unknown curriculum 'warp'"):
+        CurriculumCallback(0, 1, "warp")
+
+
+# --- text-level rewards ---------------------------------------------------------------------------
+
+def score(name, completions, options=None, **columns):
+    reward = build_reward(name, options or RewardArguments())
+    assert reward.__name__ == name
+    return reward([ORIGINAL] * len(completions), completions, **columns)
+
+
+def test_format_and_budget_rewards():
+    assert score("format", [GOOD, MALFORMED]) == [1.0, MINIMUM]
+    long = format_output("Gravity.", " ".join(["a red ball bounces on the wooden floor"] * 20))
+    budget = score("budget", [GOOD, long, MALFORMED], target=["lavie"] * 3)
+    assert budget[0] == 1.0 and 0 < budget[1] < 1 and budget[2] == MINIMUM
+    # trl passes conversational completions as message lists
+    assert score("format", [[{"role": "assistant", "content": GOOD}]]) == [1.0]
+
+
+def test_the_physics_proxy_counts_distinct_terms():
+    plain = format_output("It moves.", "A red ball on a floor.")
+    assert score("physics", [GOOD, plain, MALFORMED]) == [1.0, 0.0, MINIMUM]
+    half = format_output("x", "Gravity pulls it; gravity again.")
+    assert score("physics", [half], RewardArguments(physics_terms=2)) == [0.5]
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """A tiny random BERT sentence encoder, saved as a model folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("encoder")
+    tokenizer = build_tokenizer(None)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_the_semantic_reward_prefers_a_rewrite_that_keeps_the_prompt(encoder_dir):
+    options = RewardArguments(semantic_encoder=encoder_dir)
+    same = format_output("x", ORIGINAL)
+    other = format_output("x", "snow falls slowly over a quiet mountain village at night")
+    kept, changed, malformed = score("semantic", [same, other, MALFORMED], options, original_prompt=[ORIGINAL] * 3)
+    assert kept == pytest.approx(1.0, abs=1e-5) and 0 <= changed < kept and malformed == MINIMUM
+
+
+def test_a_missing_encoder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not a model folder"):
+        build_reward("semantic", RewardArguments(semantic_encoder=str(tmp_path)))
+
+
+# --- the video-level reward ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def video_options(tmp_path_factory):
+    root = tmp_path_factory.mktemp("video-reward")
+    return dict(video_backend="toy", video_model=write_toy_model(root / "toy"), judge=write_tiny_autoeval(root / "judge"),
+                render_frames=4, render_width=16, render_height=16, reward_cache_dir=str(root / "cache"))
+
+
+def test_the_video_reward_renders_judges_and_caches(video_options, tmp_path):
+    options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
+    sa, pc = build_reward("video_sa", options), build_reward("video_pc", options)
+    completions = [GOOD, MALFORMED, format_output("x", "A blue cube slides across ice.")]
+    columns = dict(original_prompt=[ORIGINAL] * 3)
+    sa_scores, pc_scores = sa([""] * 3, completions, **columns), pc([""] * 3, completions, **columns)
+    scorer = video_rewards.scorer(options)
+    assert scorer.renders == 2  # the malformed rewrite is never rendered; the PC pass rendered nothing more
+    assert sa_scores[1] == pc_scores[1] == MINIMUM
+    assert all(0 <= s <= 1 for s in sa_scores + pc_scores)
+    # another process (a new scorer) with the same settings: everything comes from the cache
+    again = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
+    assert build_reward("video_sa", again)([""] * 3, completions, **columns) == sa_scores
+    assert video_rewards.scorer(again).renders == 0
+    # the SA question is asked about the user's original prompt: another caption, other scores
+    other = build_reward("video_sa", again)([""] * 3, completions, original_prompt=["snow on a roof"] * 3)
+    assert other[0] != sa_scores[0]
+
+
+def test_a_failing_render_gets_the_minimum_and_training_goes_on(video_options, tmp_path, caplog, monkeypatch):
+    options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
+    reward = build_reward("video_pc", options)
+    scorer = video_rewards.scorer(options)
+    real_video = scorer._video
+
+    def flaky(video_key, refined):
+        if "cube" in refined:
+            raise TimeoutError("the render took too long")
+        return real_video(video_key, refined)
+
+    monkeypatch.setattr(scorer, "_video", flaky)
+    with caplog.at_level(logging.WARNING):
+        scores = reward([""] * 2, [format_output("x", "A blue cube slides."), GOOD], original_prompt=[ORIGINAL] * 2)
+    assert scores[0] == MINIMUM and scores[1] > MINIMUM
+    assert "the render took too long" in caplog.text
+
+
+def test_an_unreadable_judge_answer_is_the_lowest_score():
+    assert video_rewards._unit(Answer(score=0, expected=None, text="I cannot tell")) == 0.0
+    assert video_rewards._unit(Answer(score=5, expected=None, text="5")) == 1.0
+    assert video_rewards._unit(Answer(score=3, expected=3.5, text="3")) == pytest.approx(0.625)
+
+
+def test_each_rank_renders_on_its_own_gpu(video_options, monkeypatch):
+    scorer = video_rewards.VideoScorer(RewardArguments(**video_options))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert scorer._device() == "cuda:3"
+
+
+def test_the_video_reward_needs_its_models():
+    with pytest.raises(ValueError, match="needs video_model"):
+        build_reward("video_sa", RewardArguments(judge="x"))
+
+
+# --- recipes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recipe", GRPO_RECIPES, ids=lambda p: p.name)
+def test_shipped_grpo_recipes_parse_with_the_paper_settings(recipe):
+    data_args, rewards, curriculum, training_args, model_args, _ = parse(
+        ["--config", str(recipe), "--bf16", "false", "--use_cpu", "true"])
+    assert training_args.num_generations == 4 and training_args.epsilon == 0.2 and training_args.beta > 0
+    assert training_args.scale_rewards == "none" and curriculum.curriculum == "exp"
+    assert set(rewards.rewards) <= set(REWARD_NAMES) and model_args.use_peft
+    assert {curriculum.curriculum_sa, curriculum.curriculum_pc} <= set(rewards.rewards)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--per_device_train_batch_size", "3"], "must be divisible by num_generations"),
+    (["--rewards", "format", "sparkle"], "unknown reward 'sparkle'"),
+    (["--curriculum_pc", "video_pc"], "curriculum_pc is 'video_pc', which is not among"),
+    (["--reward_weights", "1", "1"], "reward_weights has 2 values for 4 rewards"),
+])
+def test_bad_recipes_fail_before_any_model_loads(options, message):
+    with pytest.raises(TrainingSetupError, match=message):
+        parse(["--config", str(REPO / "train/recipes/smollm2-135m-grpo-cpu.yaml"), *options])
+
+
+def test_a_missing_sft_checkpoint_is_one_clear_error(tiny_refiner_dir, tmp_path, capsys):
+    status = grpo_main(["--config", str(REPO / "train/recipes/smollm2-135m-grpo-cpu.yaml"),
+                        "--model_name_or_path", tiny_refiner_dir, "--sft_adapter", str(tmp_path / "nothing"),
+                        "--output_dir", str(tmp_path / "out"), "--rewards", "format", "budget", "physics", "semantic",
+                        "--semantic_encoder", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 1 and "train.grpo: error:" in error and "nothing" in error
+
+
+# --- a tiny run, stopped and resumed --------------------------------------------------------------
+
+def run_grpo(output_dir, model, encoder, adapter=None, steps_before_stop=None):
+    from transformers import TrainerCallback
+
+    from train.grpo import run
+
+    class StopAt(TrainerCallback):  # a run killed right after a checkpoint
+        def on_save(self, args, state, control, **kwargs):
+            if steps_before_stop is not None and state.global_step >= steps_before_stop:
+                control.should_training_stop = True
+
+    configs = parse([
+        "--config", str(REPO / "train/recipes/smollm2-135m-grpo-cpu.yaml"), "--model_name_or_path", model,
+        "--sft_adapter", adapter or "", "--semantic_encoder", encoder, "--output_dir", str(output_dir),
+        "--max_steps", "4", "--per_device_train_batch_size", "4", "--max_completion_length", "48",
+        "--save_steps", "2", "--learning_rate", "1e-3", "--train_files", str(REPO / "train/data/seed_mechanics.jsonl"),
+    ])
+    run(*configs, callbacks=[StopAt()])
+    state = output_dir / "checkpoint-4" / "trainer_state.json"
+    return json.loads(state.read_text()) if state.is_file() else None
+
+
+def adapter_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "adapter_model.safetensors"))
+
+
+def test_the_policy_can_start_from_a_base_and_its_sft_adapter(tiny_refiner_dir, tiny_adapter_dir, encoder_dir,
+                                                                tmp_path):
+    state = run_grpo(tmp_path / "run", tiny_refiner_dir, encoder_dir, adapter=tiny_adapter_dir)
+    assert state["global_step"] == 4
+    manifest = json.loads((tmp_path / "run" / "phyprompt_training.json").read_text())
+    assert manifest["starts_from"] == tiny_adapter_dir
+
+
+def test_a_stopped_run_resumes_exactly_like_an_uninterrupted_one(trained_refiner_dir, encoder_dir, tmp_path):
+    whole = run_grpo(tmp_path / "whole", trained_refiner_dir, encoder_dir)
+    run_grpo(tmp_path / "parts", trained_refiner_dir, encoder_dir, steps_before_stop=2)
+    assert not os.path.isdir(tmp_path / "parts" / "checkpoint-4")
+    parts = run_grpo(tmp_path / "parts", trained_refiner_dir, encoder_dir)  # resumes at step 2
+    assert parts["global_step"] == whole["global_step"] == 4
+    a, b = adapter_weights(tmp_path / "whole"), adapter_weights(tmp_path / "parts")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logged = [(e["step"], e["curriculum/w_sa"], e["reward"]) for e in whole["log_history"] if "curriculum/w_sa" in e]
+    assert [step for step, _, _ in logged] == [1, 2, 3, 4]
+    assert all(w == pytest.approx(math.exp(-3.0 * step / 4)) for step, w, _ in logged)
+    resumed = [(e["step"], e["curriculum/w_sa"], e["reward"]) for e in parts["log_history"] if "curriculum/w_sa" in e]
+    # same completions, rewards and weights, step by step
+    assert [step for step, _, _ in resumed] == [1, 2, 3, 4]
+    assert [w for _, w, _ in resumed] == pytest.approx([w for _, w, _ in logged])
+    assert [r for _, _, r in resumed] == pytest.approx([r for _, _, r in logged])
+    assert any(r > 0 for _, _, r in logged)  # the trained tiny refiner writes rewardable answers
+    manifest = json.loads((tmp_path / "whole" / "phyprompt_training.json").read_text())
+    assert manifest["stage"] == "grpo" and manifest["curriculum"]["schedule"] == "exp"
+    assert manifest["rewards"]["semantic"] == "curriculum" and manifest["rewards"]["format"] == 0.5
+    assert (tmp_path / "whole" / "rewards.png").is_file()
+
+
+def test_rollout_prompts_are_what_the_refiner_sees(tiny_refiner_dir):
+    from transformers import AutoTokenizer
+
+    from phyprompt.instruction import build_messages, render_prompt
+    from train.data.schema import read_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_refiner_dir)
+    examples = read_examples([str(REPO / "train/data/seed_mechanics.jsonl")]).examples
+    rows = prompt_rows(examples + examples[:3], tokenizer)  # duplicates count once
+    assert len(rows) == len({(e.user_prompt, e.target) for e in examples})
+    first = examples[0]
+    assert rows[0] == {"prompt": render_prompt(tokenizer, build_messages(first.user_prompt, first.target)),
+                       "original_prompt": first.user_prompt, "target": first.target}
