@@ -237,6 +237,23 @@ def test_the_policy_can_start_from_a_base_and_its_sft_adapter(tiny_refiner_dir, 
     manifest = json.loads((tmp_path / "run" / "phyprompt_training.json").read_text())
     assert manifest["starts_from"] == tiny_adapter_dir
 
+    # exported, it is base + the SFT adapter + this run's adapter, merged, and the refiner loads it as is
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from phyprompt.refiners.local import LocalRefiner
+    from train.export import export
+
+    out = export(str(tmp_path / "run"), str(tmp_path / "exported"), dtype="fp32")
+    expected = AutoModelForCausalLM.from_pretrained(tiny_refiner_dir, dtype=torch.float32)
+    expected = PeftModel.from_pretrained(expected, tiny_adapter_dir).merge_and_unload()
+    expected = PeftModel.from_pretrained(expected, str(tmp_path / "run")).merge_and_unload().state_dict()
+    exported = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).state_dict()
+    assert all(torch.allclose(exported[k], expected[k], atol=1e-6) for k in expected)
+    card = (out / "README.md").read_text()
+    assert "Stage 2 (GRPO)" in card and "Curriculum: exp from semantic to physics" in card
+    assert LocalRefiner.load(str(out), device="cpu").refine("a ball rolls", max_new_tokens=4)[0].prompt
+
 
 def test_a_stopped_run_resumes_exactly_like_an_uninterrupted_one(trained_refiner_dir, encoder_dir, tmp_path):
     whole = run_grpo(tmp_path / "whole", trained_refiner_dir, encoder_dir)
@@ -274,3 +291,18 @@ def test_rollout_prompts_are_what_the_refiner_sees(tiny_refiner_dir):
     first = examples[0]
     assert rows[0] == {"prompt": render_prompt(tokenizer, build_messages(first.user_prompt, first.target)),
                        "original_prompt": first.user_prompt, "target": first.target}
+
+
+# --- the ablation runner --------------------------------------------------------------------------
+
+def test_the_ablation_trains_each_schedule_in_its_own_folder_and_draws_them(tmp_path):
+    from train.ablation import DEFAULT_SCHEDULES, commands, plot_ablation
+
+    runs = commands("recipe.yaml", DEFAULT_SCHEDULES, str(tmp_path), ["--max_steps", "8"])
+    assert list(runs) == ["exp", "sa_only", "pc_only", "static"]
+    assert runs["pc_only"][-6:] == ["--max_steps", "8", "--curriculum", "pc_only", "--output_dir",
+                                    str(tmp_path / "pc_only")]
+    history = [{"step": t, "reward": t / 8, "rewards/semantic/mean": 1 - t / 8, "rewards/physics/mean": t / 8}
+               for t in range(1, 9)]
+    plot_ablation({s: history for s in runs}, "semantic", "physics", str(tmp_path / "ablation.png"))
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000

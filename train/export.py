@@ -131,6 +131,12 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     if keep_adapter and not adapter:
         raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
     manifest = read_manifest(run)
+    stage1_adapter = manifest.get("sft_adapter") if adapter else None  # GRPO trained on base + SFT adapter
+    if stage1_adapter and keep_adapter:
+        raise ExportError(f"{run} is a GRPO adapter trained on the base with the stage-1 adapter {stage1_adapter} "
+                          "merged in: two adapters cannot be kept as one; export it merged (drop --keep-adapter)")
+    if stage1_adapter and not _is_adapter(stage1_adapter):
+        raise ExportError(f"the stage-1 adapter this run started from is gone: {stage1_adapter}")
     base_model = _base_of(run, base) if adapter else (base or run)
     card_base = base_model if adapter else manifest.get("base_model", base_model)
     with atomic_path(out_path) as partial:
@@ -141,9 +147,13 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
         if keep_adapter:
             _copy_adapter(run, partial, dtype)
         else:
-            spec = LoadSpec(model=base_model, adapter=run if adapter else None, merge_adapter=True, device="cpu",
-                            dtype=dtype or "bf16", allow_download=True)
+            spec = LoadSpec(model=base_model, adapter=stage1_adapter or (run if adapter else None), merge_adapter=True,
+                            device="cpu", dtype=dtype or "bf16", allow_download=True)
             model, _ = load_model_and_tokenizer(spec)
+            if stage1_adapter:  # then this run's adapter, on the model it was trained on
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, run).merge_and_unload()
             model.save_pretrained(partial)  # safetensors
         tokenizer.save_pretrained(partial)
         (partial / "README.md").write_text(

@@ -146,6 +146,7 @@ def run(data_args: DataArguments, rewards: RewardArguments, curriculum: Curricul
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json beside the model: the curves the ablation runner draws
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
         plot_rewards(trainer.state.log_history, rewards.rewards, os.path.join(training_args.output_dir, "rewards.png"),
@@ -154,6 +155,8 @@ def run(data_args: DataArguments, rewards: RewardArguments, curriculum: Curricul
         weights = training_args.reward_weights or [1.0] * len(rewards.rewards)
         extra = {
             "starts_from": curriculum.sft_adapter or model_args.model_name_or_path,
+            # train.export merges this stage-1 adapter into the base before this run's adapter
+            "sft_adapter": os.path.abspath(curriculum.sft_adapter) if curriculum.sft_adapter else None,
             "stage1": stage1,
             "rewards": {name: ("curriculum" if name in (curriculum.curriculum_sa, curriculum.curriculum_pc) else w)
                         for name, w in zip(rewards.rewards, weights)},

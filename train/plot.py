@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
@@ -23,7 +23,7 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike, title: str = "tr
     """Plot train (and eval) loss against the step from a Trainer's `state.log_history`.
 
     Returns False, writing nothing, when no loss was logged (a run shorter than `logging_steps`)."""
-    plt = _pyplot()
+    plt = pyplot()
     train_steps, train_loss = loss_points(log_history, "loss")
     eval_steps, eval_loss = loss_points(log_history, "eval_loss")
     if not train_steps and not eval_steps:
@@ -51,7 +51,7 @@ def plot_rewards(log_history: list[dict], rewards: list[str], path: str | os.Pat
     steps, total = loss_points(log_history, "reward")
     if not steps:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), dpi=120, sharex=True,
                                          gridspec_kw={"height_ratios": [3, 1]})
     top.plot(steps, total, linewidth=2, label="total (weighted)")
