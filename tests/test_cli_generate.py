@@ -278,3 +278,18 @@ def test_interrupt_exits_130_and_writes_nothing(cogvideox_dir, tmp_path, monkeyp
     assert code == 130
     assert capsys.readouterr().err.strip().endswith("phyprompt: cancelled")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backend_whose_tokenizer_is_in_a_component_folder_refines_first(trained_refiner_dir, tmp_path, capsys):
+    """LaVie reads its tokenizer from the SD folder (a component): the refiner's budget is counted with it
+    before the video model loads."""
+    from support.tiny_lavie import write_tiny_lavie_model
+
+    checkpoint, components = write_tiny_lavie_model(tmp_path / "lavie")
+    out = tmp_path / "lavie.mp4"
+    code = cli.main(["generate", "a red ball bounces", "--backend", "lavie", "--model", checkpoint,
+                     "--sd-folder", components["sd_folder"], "--refiner", trained_refiner_dir, "--steps", "2",
+                     "--frames", "2", "--size", "32x32", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["refinement"]["token_counter"] != "estimate"

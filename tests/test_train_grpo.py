@@ -306,3 +306,26 @@ def test_the_ablation_trains_each_schedule_in_its_own_folder_and_draws_them(tmp_
                for t in range(1, 9)]
     plot_ablation({s: history for s in runs}, "semantic", "physics", str(tmp_path / "ablation.png"))
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
+
+
+def test_two_cpu_processes_train_together(trained_refiner_dir, encoder_dir, tmp_path):
+    """Data parallel on two CPU processes (torchrun, gloo): each rank generates and scores its own rewrites,
+    so a step counts twice the tokens of a single-process step, and the run finishes on both ranks."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def train(out, *launcher):
+        command = [*launcher, "-m", "train.grpo", "--config", "train/recipes/smollm2-135m-grpo-cpu.yaml",
+                   "--model_name_or_path", trained_refiner_dir, "--sft_adapter", "", "--semantic_encoder", encoder_dir,
+                   "--output_dir", str(out), "--max_steps", "2", "--max_completion_length", "24", "--save_steps", "2",
+                   "--train_files", "train/data/seed_mechanics.jsonl"]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = json.loads((out / "trainer_state.json").read_text())
+        assert state["global_step"] == 2
+        return result.stderr.count("train.grpo: wrote"), [e["num_tokens"] for e in state["log_history"] if "reward" in e]
+
+    ranks, two = train(tmp_path / "two", str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2")
+    _, one = train(tmp_path / "one", sys.executable)
+    assert ranks == 2 and two[0] > one[0]

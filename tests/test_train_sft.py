@@ -249,7 +249,7 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
     assert "--config needs a recipe file" in capsys.readouterr().err
 
 
-SFT_RECIPES = sorted(p for p in (ROOT / "train" / "recipes").glob("*.yaml") if not p.stem.endswith("-grpo"))
+SFT_RECIPES = sorted(p for p in (ROOT / "train" / "recipes").glob("*.yaml") if "-grpo" not in p.stem)
 
 
 @pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: p.name)

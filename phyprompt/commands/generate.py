@@ -35,7 +35,9 @@ def run(args) -> int:
     backend_type = backend_class(args.backend)
     if args.refiner or args.endpoint:
         # the tokenizer alone also checks the model folder, before minutes are spent refining
-        counter = backend_type.load_token_counter(args.model)
+        components = {c.name: getattr(args, c.name) for c in backend_type.info.components
+                      if getattr(args, c.name) is not None}  # e.g. LaVie's tokenizer is in its SD folder
+        counter = backend_type.load_token_counter(args.model, **components)
         refinement = _refine(args, backend_type.info.target, counter)
     options = {name: getattr(args, name) for name in backend_type.info.load_keywords if getattr(args, name) is not None}
     try:
