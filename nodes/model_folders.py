@@ -3,7 +3,7 @@
 Refiners and their adapters: Hugging Face folders under `models/LLM/` (refiners also GGUF files). Video
 models: where each backend's description says (`BackendInfo.weights`): diffusers pipeline folders
 (CogVideoX: `models/diffusers/` or `models/CogVideo/`, where the established CogVideoX pack puts them) or
-single checkpoint files. Judges: Hugging Face folders (VideoPhy-2's AutoEval, video-language models) under
+single checkpoint files and the folders a backend's converter made of them (VideoCrafter2: `models/videocrafter/`). Judges: Hugging Face folders (VideoPhy-2's AutoEval, video-language models) under
 `models/judges/`.
 """
 
@@ -77,20 +77,27 @@ def video_models(weights: Weights) -> dict[str, str]:
     layout's suffixes, under the layout's folder kinds."""
     # duck-typed: a plugin backend may describe itself with another copy of the library's classes
     if hasattr(weights, "pipeline_class"):
-        def is_pipeline(index_path: str) -> bool:
-            try:
-                with open(index_path, encoding="utf-8") as f:
-                    return json.load(f).get("_class_name") == weights.pipeline_class
-            except (OSError, ValueError):
-                return False
-
-        return _folders_holding("model_index.json", weights.folder_kinds, is_pipeline)
+        return _folders_naming("model_index.json", weights.pipeline_class, weights.folder_kinds)
     found: dict[str, str] = {}
     for kind in weights.folder_kinds:
         for name in folder_paths.get_filename_list(kind):
             if name.lower().endswith(weights.suffixes):
                 found.setdefault(name, folder_paths.get_full_path(kind, name))
+    if getattr(weights, "folder_class", ""):  # folders the backend's converter wrote
+        found.update(_folders_naming("config.json", weights.folder_class, weights.folder_kinds))
     return dict(sorted(found.items()))
+
+
+def _folders_naming(marker: str, class_name: str, kinds: tuple[str, ...]) -> dict[str, str]:
+    """Folders holding a JSON `marker` file whose `_class_name` is `class_name`."""
+    def names_class(path: str) -> bool:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f).get("_class_name") == class_name
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return _folders_holding(marker, kinds, names_class)
 
 
 def resolve(name: str, folders: dict[str, str], what: str, kinds: tuple[str, ...] = (LLM,)) -> str:

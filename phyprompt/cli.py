@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .commands.common import positive_int
-from .devices import DTYPES
+from .devices import DTYPES, PRECISIONS
 from .endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
 from .judges.opening import is_url
 from .refiners.base import DEFAULT_MAX_NEW_TOKENS
@@ -46,7 +46,9 @@ EXIT_STATUS = """exit status:
   2    bad arguments, including generate settings the video model cannot render and a judge --captions
        file with another line count than videos
   3    refine: nothing was refined, every prompt fell back to the original (still printed)
-  130  cancelled (Ctrl+C)"""
+  130  cancelled (Ctrl+C); eval keeps everything finished so far in its cache and resumes from it
+eval exits 0 once its tables are written, also when some refinements fell back or some renders failed
+(both counted in the tables, with a warning)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -261,13 +263,106 @@ def build_parser() -> argparse.ArgumentParser:
                              "not set: no key is sent)")
     server.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"how long one answer may take (default: {DEFAULT_TIMEOUT:g})")
-    parser.subcommands = {"refine": refine, "generate": generate, "judge": judge}
+    evaluate = _add_eval_parser(commands, backends)
+    convert = _add_convert_parser(commands, backends)
+    parser.subcommands = {"refine": refine, "generate": generate, "judge": judge, "eval": evaluate,
+                          "convert": convert}
     return parser
+
+
+def _add_eval_parser(commands, backends: dict) -> argparse.ArgumentParser:
+    evaluate = commands.add_parser(
+        "eval",
+        help="the paper's tables for refiners x video models on VideoPhy-2 criteria, cached and resumable",
+        description=(
+            "Refine every prompt of PROMPTS with each refiner (and keep the original prompt as the baseline), "
+            "render each prompt with each backend and seed, judge every video, and write SA %, PC % and joint "
+            "% (share of videos scoring at least 4) with bootstrap 95% intervals, the paired difference to the "
+            "original prompts, parse-rate, budget and timing figures: a table on stdout, results.csv, "
+            "results.json, samples.jsonl, PNG charts and report.html with side-by-side videos in --out. "
+            "Every refinement, video and score is cached (--cache): a killed run resumes, a re-run renders "
+            "nothing, and adding a refiner renders only its own videos."),
+        epilog="backends: " + ", ".join(backends) + "\n\n" + EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("prompts", metavar="PROMPTS",
+                          help="VideoPhy-2 test as .csv, .parquet or .jsonl (a caption column; one item per unique "
+                               "caption), or a prompt list (.txt, one per line)")
+    evaluate.add_argument("--hard", action="store_true", help="only the rows marked is_hard")
+    evaluate.add_argument("--limit", type=positive_int, metavar="N",
+                          help="a fixed sample of N prompts: those with the smallest sha256 of their caption")
+    evaluate.add_argument("--backend", nargs=2, action="append", required=True, metavar=("NAME", "PATH"),
+                          help="a video backend and its model; repeat for the transfer table")
+    evaluate.add_argument("--refiner", action="append", metavar="[LABEL=]MODEL[+ADAPTER]",
+                          help="a local refiner: a folder or .gguf file, optionally +ADAPTER folder, or builtin; "
+                               "repeatable (the original prompts are always evaluated)")
+    evaluate.add_argument("--api-refiner", action="append", metavar="[LABEL=]MODEL@URL",
+                          help="a refiner on an OpenAI-compatible server given the project's instruction, e.g. "
+                               "gpt4o=gpt-4o@https://api.openai.com/v1; repeatable")
+    evaluate.add_argument("--api-key-env", metavar="NAME", type=_argument(check_env_name), default=DEFAULT_API_KEY_ENV,
+                          help=f"the environment variable holding the servers' key (default: {DEFAULT_API_KEY_ENV})")
+    evaluate.add_argument("--judge", required=True, metavar="DIR_OR_URL",
+                          help="VideoPhy-2's AutoEval folder, a video-language model folder, or a server address "
+                               "(with --judge-model)")
+    evaluate.add_argument("--judge-model", metavar="NAME", help="the model a judge server serves")
+    evaluate.add_argument("--judge-frames", type=positive_int, metavar="N",
+                          help="frames the judge looks at (default: the judge's own)")
+    evaluate.add_argument("--judge-batch-size", type=positive_int, default=4, metavar="N")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                          help="video seeds; every prompt is rendered once per seed (default: 0)")
+    evaluate.add_argument("--steps", type=positive_int, help="denoising steps (default: each backend's)")
+    evaluate.add_argument("--guidance", type=_non_negative(), help="guidance scale (default: each backend's)")
+    evaluate.add_argument("--frames", type=positive_int, help="frame count (default: each backend's)")
+    evaluate.add_argument("--size", type=_size, metavar="WxH", help="width x height (default: each backend's)")
+    evaluate.add_argument("--scheduler", help="the sampler (default: each backend's)")
+    evaluate.add_argument("--negative", default="", metavar="TEXT", help="a negative prompt for every video")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--refiner-batch-size", type=positive_int, default=8, metavar="N")
+    evaluate.add_argument("--max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                          help="the refiners' answer length limit")
+    evaluate.add_argument("--out", default="phyprompt-eval", metavar="DIR", help="where the tables, charts and "
+                          "report go (default: phyprompt-eval)")
+    evaluate.add_argument("--cache", metavar="DIR", help="the cache of refinements, videos and scores (default: "
+                          "OUT/cache); share one between runs")
+    evaluate.add_argument("--bootstrap", type=positive_int, default=10_000, metavar="N",
+                          help="bootstrap resamples for the 95%% intervals (default: 10000)")
+    evaluate.add_argument("--examples", type=int, default=3, metavar="N",
+                          help="side-by-side videos per refiner and backend in the report (default: 3)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    return evaluate
+
+
+def _add_convert_parser(commands, backends: dict) -> argparse.ArgumentParser:
+    convertible = {name: info for name, info in backends.items() if info.converter}
+    convert = commands.add_parser(
+        "convert",
+        help="convert a video model's original checkpoint into a safetensors folder its backend loads directly",
+        description="Convert a video model's original release (e.g. VideoCrafter2's model.ckpt, read with "
+                    "weights_only) into a folder of safetensors and config that the backend loads without "
+                    "unpickling anything. The folder appears complete or not at all. Prints the folder.",
+        epilog="backends with a converter:\n" + "\n".join(
+            f"  {name}: SOURCE is {info.weights.describe()}" for name, info in convertible.items()) + "\n\n"
+            + EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("backend", choices=tuple(convertible), metavar="BACKEND",
+                         help=f"the video backend: {', '.join(convertible)}")
+    convert.add_argument("source", metavar="SOURCE", help="the original checkpoint file")
+    convert.add_argument("out", metavar="OUT_DIR", help="the folder to write (replaced if it exists)")
+    convert.add_argument("--dtype", choices=PRECISIONS, help="store the weights in this precision (default: as "
+                         "the checkpoint stores them)")
+    return convert
 
 
 def _check_combinations(parser: _Parser, args) -> None:
     """What argparse cannot say itself: options that only make sense together."""
     command = parser.subcommands[args.command]
+    if args.command == "convert":
+        return
+    if args.command == "eval":
+        if is_url(args.judge) != bool(args.judge_model):
+            command.error("--judge URL (a server) goes with --judge-model NAME, and --judge-model only with a URL")
+        return
     if args.command == "judge":
         if is_url(args.judge) and not args.model:
             command.error("--judge URL is a server: add --model NAME, the model it serves (e.g. qwen2.5vl:7b)")
@@ -308,11 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
 
-    from .commands import generate, judge, refine  # after the arguments are checked: they lead to torch
+    from .commands import convert, eval as evaluate, generate, judge, refine  # after the arguments are checked: they lead to torch
     from .commands.common import fail
     from .video.backend import VideoSettingsError
 
-    command = {"refine": refine.run, "generate": generate.run, "judge": judge.run}[args.command]
+    command = {"refine": refine.run, "generate": generate.run, "judge": judge.run, "eval": evaluate.run,
+               "convert": convert.run}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -30,10 +30,10 @@ def test_help_describes_the_plugin_backend():
     run = phyprompt("--help")
     assert run.returncode == 0, run.stderr
     out = " ".join(run.stdout.split())
-    assert "--backend {cogvideox,toy}" in out
+    assert "--backend {cogvideox,videocrafter2,lavie,toy}" in out
     assert "toy: a palette random walk for tests; --model is a .toy.safetensors checkpoint file" in out
     assert "defaults 4 steps, guidance 1, 6 frames, 24x16, scheduler walk/jump, 12 fps" in out
-    assert "--scheduler {dpm,ddim,walk,jump}" in out
+    assert "--scheduler {dpm,ddim,ddpm,walk,jump}" in out
     assert "--brightness {normal,dim}" in out  # the toy's own load option
 
 

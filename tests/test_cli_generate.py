@@ -233,7 +233,7 @@ def test_long_prompt_warns_even_when_quiet(runs):
 def test_help_lists_the_backends(runs):
     run = runs["help"]
     assert run.returncode == 0
-    assert "cogvideox" in run.stdout and "--backend {cogvideox}" in run.stdout
+    assert "--backend {cogvideox,videocrafter2,lavie}" in run.stdout
 
 
 # --- errors ------------------------------------------------------------------------------------------

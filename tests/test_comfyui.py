@@ -16,6 +16,8 @@ from conftest import REPO
 from support.comfy_server import PACK_NAME, ComfyServer, find_comfyui_tree
 from support.tiny_autoeval import SHARDS, write_tiny_autoeval
 from support.tiny_cogvideox import write_tiny_cogvideox
+from support.tiny_lavie import SETTINGS as LAVIE_SMALL, write_tiny_lavie
+from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SMALL, write_tiny_videocrafter2
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
 from support.workflow_api import ui_to_api, widget_values
 from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
@@ -37,6 +39,10 @@ OFFICIAL = dict(steps=50, guidance=6, frames=49, width=720, height=480, schedule
 # ... and what the tests render instead: the tiny model is random, but 720x480x49 at 50 steps would still take
 # many minutes on a CPU (its transformer attends over every latent patch of every frame)
 SMALL = dict(steps=2, frames=9, width=32, height=32)
+# every video sampler's CPU-sized settings, and the rate its videos play at
+SMALL_SAMPLERS = {SAMPLER: SMALL, "PhyPromptVideoCrafter2Sampler": VIDEOCRAFTER2_SMALL,
+                  "PhyPromptLaVieSampler": LAVIE_SMALL}
+RATES = {SAMPLER: 8, "PhyPromptVideoCrafter2Sampler": 10, "PhyPromptLaVieSampler": 8}
 # Core text-to-image nodes in the CLIPTextEncode workflow get the same treatment: one step at 64x64.
 SMALL_IMAGE = {"KSampler": dict(steps=1), "EmptyLatentImage": dict(width=64, height=64)}
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the name the example workflow uses
@@ -68,6 +74,10 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     write_tiny_cogvideox(video / "CogVideoX-2b")
     shutil.copytree(video / "CogVideoX-2b", server.models_dir / "CogVideo" / "other-cogvideox")
     shutil.copytree(video / "CogVideoX-2b", video / "incomplete", ignore=shutil.ignore_patterns("transformer"))
+    # VideoCrafter2: a tiny model.ckpt (and model.yaml) in the original layout, as the release is downloaded
+    write_tiny_videocrafter2(server.models_dir / "videocrafter" / "model.ckpt")
+    # LaVie: a tiny lavie_base.pt and Stable Diffusion 1.4 folder in the release layouts, under the workflow's names
+    write_tiny_lavie(server.models_dir / "LaVie" / "lavie_base.pt", video / "stable-diffusion-v1-4")
     shutil.copytree(video / "CogVideoX-2b", video / "not-cogvideox")
     index = video / "not-cogvideox" / "model_index.json"
     index.write_text(json.dumps(json.loads(index.read_text()) | {"_class_name": "StableDiffusionPipeline"}))
@@ -356,6 +366,8 @@ WORKFLOW_VIDEOS = {
     "physics_refine_api.json": {},
     "refine_native_cogvideox.json": {"phyprompt/native_cogvideox": 1},
     "best_of_n_physics.json": {"phyprompt/best_of_n": 1},
+    "refine_videocrafter2.json": {"phyprompt/videocrafter2": 1},
+    "refine_lavie.json": {"phyprompt/lavie": 1},
 }
 # core's own CogVideoX (0.33+): validated with placeholder model files, not run (it needs a real T5-XXL)
 NATIVE_WORKFLOW = REPO / "workflows" / "refine_native_cogvideox.json"
@@ -480,15 +492,17 @@ def test_example_workflows_run(server, workflow):
             candidates = [Candidate(float(sa), float(pc), joint == "yes") for sa, pc, joint in scores]
             assert lines[1 + best(candidates, "joint")].startswith("→")
 
+    sampler = next((node["class_type"] for node in graph.values() if node["class_type"] in SMALL_SAMPLERS), SAMPLER)
+    small = SMALL_SAMPLERS[sampler]
     stitch = [node["inputs"] for node in graph.values() if node["class_type"] == "ImageStitch"]
-    width = 2 * SMALL["width"] + stitch[0]["spacing_width"] if stitch else SMALL["width"]
+    width = 2 * small["width"] + stitch[0]["spacing_width"] if stitch else small["width"]
     for prefix, count in expected_videos.items():
         new = sorted(saved_videos(server, prefix) - before[prefix])
         assert len(new) == count, (prefix, new)
         for path in new:
             frames, video_width, video_height, rate = read_video(path)
-            assert (frames, video_width, video_height) == (SMALL["frames"], width, SMALL["height"]), path
-            assert rate == 8  # CogVideoX's rate, from the sampler's fps output into CreateVideo
+            assert (frames, video_width, video_height) == (small["frames"], width, small["height"]), path
+            assert rate == RATES[sampler]  # the model's rate, from the sampler's fps output into CreateVideo
     for prefix, count in expected_images.items():
         new = sorted(saved_files(server, prefix, ".png") - before_images[prefix])
         assert len(new) == count, (prefix, new)
@@ -531,8 +545,7 @@ def small_graph(workflow, server) -> dict:
     for node in graph.values():
         if node["class_type"] == LOAD and node["inputs"]["model"] == BUILTIN_LABEL:
             node["inputs"]["model"] = "tiny-trained"
-        if node["class_type"] == SAMPLER:
-            node["inputs"].update(SMALL)
+        node["inputs"].update(SMALL_SAMPLERS.get(node["class_type"], {}))
         node["inputs"].update(SMALL_IMAGE.get(node["class_type"], {}))
     return graph
 

@@ -72,7 +72,7 @@ def test_the_installed_command_runs_outside_the_repository(wheel, tmp_path):
     assert where.startswith(str(venv)) and not where.startswith(str(REPO))
 
     command = str(venv / "bin" / "phyprompt")
-    assert "{refine,generate,judge}" in run([command, "--help"], cwd=tmp_path).stdout
+    assert "{refine,generate,judge,eval,convert}" in run([command, "--help"], cwd=tmp_path).stdout
     assert "cogvideox" in run([command, "refine", "--help"], cwd=tmp_path).stdout
     assert "--compare" in run([command, "generate", "--help"], cwd=tmp_path).stdout
     assert "--judge" in run([command, "judge", "--help"], cwd=tmp_path).stdout

@@ -13,29 +13,46 @@ import torch
 
 from phyprompt.progress import Cancelled
 from phyprompt.targets import TARGETS
+from phyprompt.video.backend import _REGISTRY
 from phyprompt.video import (DiffusersFolder, SampleRequest, SingleFile, VideoModelError, VideoSettingsError,
                              backend_names, load_backend)
 from phyprompt_toy_backend import write_toy_model
 from support.tiny_cogvideox import write_tiny_cogvideox
+from support.tiny_lavie import SETTINGS as LAVIE_SETTINGS, write_tiny_lavie_model
+from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SETTINGS, write_tiny_videocrafter2
 
 # name -> (writer of a tiny model folder or file, small settings that backend can render quickly)
 TINY = {
     "cogvideox": (write_tiny_cogvideox, dict(steps=2, frames=9, width=32, height=16)),
+    "videocrafter2": (write_tiny_videocrafter2, VIDEOCRAFTER2_SETTINGS),
+    "lavie": (write_tiny_lavie_model, LAVIE_SETTINGS),
     "toy": (write_toy_model, dict(steps=2, frames=3, width=16, height=8)),  # tests/plugins: a third-party backend
 }
+# a writer returns the model's path, or (path, {component: folder}) for a file that needs folders beside it
 SETTING_NAMES = ["steps", "guidance", "frames", "width", "height"]
 
 
 @pytest.fixture(scope="module")
-def tiny_folders(tmp_path_factory):
-    return {name: write(tmp_path_factory.mktemp(name) / "model") for name, (write, _) in TINY.items()}
+def tiny_written(tmp_path_factory):
+    written = {name: write(tmp_path_factory.mktemp(name) / "model") for name, (write, _) in TINY.items()}
+    return {name: (w, {}) if isinstance(w, str) else w for name, w in written.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tiny_written):
+    return {name: path for name, (path, _) in tiny_written.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_components(tiny_written):
+    return {name: components for name, (_, components) in tiny_written.items()}
 
 
 @pytest.fixture(scope="module", params=backend_names())
-def backend(request, tiny_folders):
+def backend(request, tiny_folders, tiny_components):
     if request.param not in TINY:
         pytest.fail(f"backend {request.param!r} has no tiny test model in tests/test_video_backends.py::TINY")
-    return load_backend(request.param, tiny_folders[request.param], device="cpu")
+    return load_backend(request.param, tiny_folders[request.param], device="cpu", **tiny_components[request.param])
 
 
 def small(backend, **overrides) -> SampleRequest:
@@ -46,7 +63,7 @@ def small(backend, **overrides) -> SampleRequest:
 # --- the contract -------------------------------------------------------------------------------
 
 def test_the_plugin_backend_is_registered_after_the_built_in_ones():
-    assert backend_names() == ("cogvideox", "toy")
+    assert backend_names() == (*_REGISTRY, "toy")
 
 
 def test_the_description_is_complete_and_consistent(backend):
@@ -106,8 +123,9 @@ def test_token_counting_uses_the_models_tokenizer(backend):
     assert backend.token_limit > 0 and backend.description
 
 
-def test_token_counter_without_the_weights_counts_like_the_model(backend, tiny_folders):
-    counter = type(backend).load_token_counter(tiny_folders[backend.info.name])
+def test_token_counter_without_the_weights_counts_like_the_model(backend, tiny_folders, tiny_components):
+    name = backend.info.name
+    counter = type(backend).load_token_counter(tiny_folders[name], **tiny_components[name])
     assert counter.description == backend.description
     for text in ("a ball", "a red ball bounces on a wooden floor, " * 10, "猫が跳ぶ 🐱"):
         assert counter.count(text) == backend.count(text)
@@ -144,7 +162,7 @@ def test_bad_settings_are_one_line_errors(backend, overrides, message):
 
 
 def test_unknown_backend_name():
-    with pytest.raises(ValueError, match="unknown video backend 'sora'; choose one of: cogvideox, toy"):
+    with pytest.raises(ValueError, match=f"unknown video backend 'sora'; choose one of: {', '.join(backend_names())}"):
         load_backend("sora", ".")
 
 

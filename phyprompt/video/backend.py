@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # name -> "module:Class", relative to this package; imported on first use
 _REGISTRY = {
     "cogvideox": "cogvideox:CogVideoXBackend",
+    "videocrafter2": "videocrafter2.backend:VideoCrafter2Backend",
+    "lavie": "lavie.backend:LaVieBackend",
 }
 # Other packages add backends as entry points in this group: `name = "package.module:Class"`.
 ENTRY_POINT_GROUP = "phyprompt.video_backends"
@@ -98,16 +100,19 @@ class Component:
 
 @dataclass(frozen=True)
 class SingleFile:
-    """Weights in one checkpoint file (`suffixes`), plus component folders it does not contain."""
+    """Weights in one checkpoint file (`suffixes`), plus component folders it does not contain; with
+    `folder_class`, also a folder the backend's converter wrote (its config.json names that `_class_name`)."""
 
     suffixes: tuple[str, ...]
     folder_kinds: tuple[str, ...]
     components: tuple[Component, ...] = ()
     example: str = ""
+    folder_class: str = ""
 
     def describe(self) -> str:
         example = f", e.g. {self.example}" if self.example else ""
-        return f"a {'/'.join(self.suffixes)} checkpoint file{example}"
+        converted = f" or a converted {self.folder_class} folder" if self.folder_class else ""
+        return f"a {'/'.join(self.suffixes)} checkpoint file{converted}{example}"
 
 
 Weights = Union[DiffusersFolder, SingleFile]
@@ -199,9 +204,10 @@ class VideoBackend:
         raise NotImplementedError
 
     @classmethod
-    def load_token_counter(cls, path: str) -> TokenCounter:
+    def load_token_counter(cls, path: str, **components) -> TokenCounter:
         """The text encoder's tokenizer alone, without any weights, counting exactly as `count` does: a
-        prompt can be fitted to the model (the refiner's budget) before the model itself is loaded."""
+        prompt can be fitted to the model (the refiner's budget) before the model itself is loaded.
+        `components` are the component folders `load` takes (`info.components`), where the tokenizer may be."""
         raise NotImplementedError
 
     @property

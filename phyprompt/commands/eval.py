@@ -1,0 +1,197 @@
+"""`phyprompt eval`: refine a prompt set with each refiner, render with each backend, judge every video, and
+write the paper's tables for them (see `phyprompt.evaluation`).
+
+Written to --out: `results.csv`, `results.json` (rows and the run: settings, timings, notes),
+`samples.jsonl` (one line per video: prompt, scores, errors), `table.txt`, PNG charts, `report.html` with
+side-by-side example videos in `videos/`. The cache (--cache, default OUT/cache) holds every refinement,
+video and score, so a killed run resumes, a re-run renders nothing and a new refiner renders only its own
+videos; point several runs at one --cache to share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from ..evaluation.prompt_sets import PromptSetError, load_prompt_set
+from ..evaluation.specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
+from ..files import write_text_atomic
+from .common import fail, progress_bar, quiet_libraries, warn
+
+_LABEL = re.compile(r"([\w.-]+)=(.+)")
+
+
+def run(args) -> int:
+    try:
+        prompt_set = load_prompt_set(os.path.expanduser(args.prompts), hard=args.hard, limit=args.limit)
+    except PromptSetError as error:
+        return fail(str(error))
+    try:
+        refiners = _refiners(args)
+        backends = _backends(args.backend)
+    except ValueError as error:
+        return fail(str(error), prog="phyprompt eval", status=2)
+    if args.quiet:
+        quiet_libraries()
+    for note in prompt_set.notes:
+        warn(f"{args.prompts}: {note}")
+    from ..evaluation.cache import Cache
+    from ..evaluation.stages import Evaluation, RenderError, RenderSettings
+    from ..evaluation.tables import build_rows, to_costs, to_csv, to_json, to_text
+    from ..targets import get_target
+    from ..video.backend import backend_info
+
+    out = Path(os.path.expanduser(args.out))
+    width, height = args.size or (None, None)
+    settings = RenderSettings(seeds=tuple(dict.fromkeys(args.seeds)), negative_prompt=args.negative,
+                              steps=args.steps, guidance=args.guidance, frames=args.frames, width=width,
+                              height=height, scheduler=args.scheduler)
+    judge = JudgeSpec(os.path.expanduser(args.judge), model=args.judge_model, frames=args.judge_frames,
+                      batch_size=args.judge_batch_size, api_key_env=args.api_key_env)
+    evaluation = Evaluation(
+        cache=Cache(os.path.expanduser(args.cache) if args.cache else out / "cache"),
+        captions=prompt_set.captions, refiners=refiners, backends=backends, judge=judge, settings=settings,
+        device=args.device, dtype=args.dtype, refiner_batch_size=args.refiner_batch_size,
+        max_new_tokens=args.max_new_tokens, bars=partial(progress_bar, args.quiet), warn=warn)
+    started = time.perf_counter()
+    try:
+        samples = evaluation.run()
+    except RenderError as error:
+        return fail(str(error))
+    limits = {b.label: get_target(backend_info(b.name).target).token_limit for b in backends}
+    rows = build_rows(samples, evaluation.counters, limits, args.bootstrap)
+    run_info = {
+        "prompt_set": prompt_set.name, "prompts": len(prompt_set.items), "notes": list(prompt_set.notes),
+        "refiners": {r.label: dataclasses.asdict(r) for r in refiners},
+        "backends": {b.label: dataclasses.asdict(b) for b in backends},
+        "judge": dataclasses.asdict(judge) | {"api_key_env": None}, "seeds": list(settings.seeds),
+        "settings": dataclasses.asdict(settings), "device": args.device, "dtype": args.dtype,
+        "max_new_tokens": args.max_new_tokens, "bootstrap_resamples": args.bootstrap,
+        "cache": str(evaluation.cache.root), "made_this_run": evaluation.made,
+        "stage_seconds_this_run": evaluation.timings, "total_seconds_this_run": 0.0,
+    }
+    text = to_text(rows)
+    print(text, flush=True)
+    if not args.quiet:
+        print(to_costs(rows, evaluation.timings), file=sys.stderr)
+    written = [write_text_atomic(out / "table.txt", text + "\n"), write_text_atomic(out / "results.csv", to_csv(rows))]
+    written.append(write_text_atomic(out / "samples.jsonl", "".join(
+        json.dumps(_sample_line(s), ensure_ascii=False) + "\n" for s in samples)))
+    charts = _charts(rows, out)
+    from ..evaluation.report import write_report
+
+    written += charts
+    written.append(write_report(out / "report.html", rows, samples, charts, run_info,
+                                examples=args.examples))
+    run_info["total_seconds_this_run"] = time.perf_counter() - started
+    written.append(write_text_atomic(out / "results.json", to_json(rows, run_info)))
+    _warn_about_failures(rows)
+    for path in written:
+        print(path, flush=True)
+    return 0
+
+
+def _refiners(args) -> list[RefinerSpec]:
+    """`original` first (every difference is measured against it), then --refiner and --api-refiner."""
+    specs = [RefinerSpec(ORIGINAL, ORIGINAL)]
+    for text in args.refiner or ():
+        label, spec = _label(text)
+        if spec == ORIGINAL:
+            continue
+        model, adapter = _model_and_adapter(spec)
+        default = os.path.basename(os.path.normpath(model)) + (f"+{os.path.basename(os.path.normpath(adapter))}"
+                                                               if adapter else "")
+        specs.append(RefinerSpec(label or default, "local", model=model, adapter=adapter))
+    for text in args.api_refiner or ():
+        label, spec = _label(text)
+        model, at, url = spec.partition("@")
+        if not (at and model and url):
+            raise ValueError(f"--api-refiner takes [LABEL=]MODEL@URL, e.g. gpt-4o@https://api.openai.com/v1, "
+                             f"not {text!r}")
+        specs.append(RefinerSpec(label or model, "api", model=model, url=url, api_key_env=args.api_key_env))
+    labels = [s.label for s in specs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"two refiners are called {repeated[0]!r}: name them with LABEL=... "
+                         f"({ORIGINAL!r} is the unrefined prompt's)")
+    return specs
+
+
+def _label(text: str) -> tuple[str | None, str]:
+    """`LABEL=SPEC` -> (LABEL, SPEC); a SPEC alone (or an existing path with '=' in it) -> (None, SPEC)."""
+    match = _LABEL.fullmatch(text)
+    if match and not os.path.exists(os.path.expanduser(text)):
+        return match[1], match[2]
+    return None, text
+
+
+def _model_and_adapter(spec: str) -> tuple[str, str | None]:
+    """`MODEL+ADAPTER` (split at the last '+', unless the whole is an existing path); each must exist."""
+    from ..refiners.builtin import is_builtin
+
+    whole = os.path.expanduser(spec)
+    model, plus, adapter = spec.rpartition("+")
+    if os.path.exists(whole) or is_builtin(spec) or not plus:
+        model, adapter = spec, None
+    model, adapter = os.path.expanduser(model), adapter and os.path.expanduser(adapter)
+    for path, what in ((model, "refiner folder or .gguf file"), (adapter, "adapter folder")):
+        if path and not is_builtin(path) and not os.path.exists(path):
+            raise ValueError(f"--refiner: no {what} at {path}; give [LABEL=]FOLDER, FOLDER+ADAPTER or builtin")
+    return model, adapter
+
+
+def _backends(pairs: list[list[str]]) -> list[BackendSpec]:
+    from ..video.backend import backend_names
+
+    names = [name for name, _ in pairs]
+    specs = []
+    for name, path in pairs:
+        if name not in backend_names():
+            raise ValueError(f"--backend: unknown video backend {name!r}; choose one of: {', '.join(backend_names())}")
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            raise ValueError(f"--backend {name}: no model at {path}")
+        label = name if names.count(name) == 1 else f"{name}-{os.path.basename(os.path.normpath(path))}"
+        specs.append(BackendSpec(label, name, path))
+    labels = [s.label for s in specs]
+    if len(set(labels)) < len(labels):
+        raise ValueError("the same --backend is given twice")
+    return specs
+
+
+def _charts(rows, out: Path) -> list[Path]:
+    from ..evaluation.charts import write_charts
+
+    try:
+        return write_charts(rows, out)
+    except ImportError as error:
+        warn(f"{error}; the charts were skipped")
+        return []
+
+
+def _sample_line(sample) -> dict:
+    refinement = sample.refinement or {}
+    return {
+        "refiner": sample.refiner, "backend": sample.backend, "caption": sample.caption, "seed": sample.seed,
+        "prompt": sample.prompt, "refined": refinement.get("ok"), "refiner_error": refinement.get("error"),
+        "video": sample.video_path, "render_error": sample.render_error,
+        "sa": sample.score["sa"]["score"] if sample.score else None,
+        "pc": sample.score["pc"]["score"] if sample.score else None,
+        "joint": sample.score["joint"] if sample.score else None,
+    }
+
+
+def _warn_about_failures(rows) -> None:
+    for row in rows:
+        if row.fallbacks:
+            warn(f"{row.refiner} on {row.backend}: {row.fallbacks} prompt(s) fell back to the original "
+                 "(counted in the parse rate; see samples.jsonl)")
+        if row.failed_renders:
+            warn(f"{row.refiner} on {row.backend}: {row.failed_renders} video(s) failed to render and are not "
+                 "scored (see samples.jsonl); run again to retry them")

@@ -1,0 +1,315 @@
+"""Refine, render, judge: the three stages of an evaluation, each batched, cached and resumable.
+
+Every refinement, video and score is looked up in the cache (`cache.Cache`) under a key of everything that
+determines it, and only what is missing is made. Each stage loads one model, works through everything
+missing back to back, stores each result as soon as it exists and releases the model before the next
+stage loads its own, so a 7B refiner, a 5B video model and the 7B judge take turns on one GPU. A kill or
+a Ctrl-C loses at most the chunk in flight; the next run finds the rest in the cache, and a run with
+nothing missing loads no model at all.
+
+Keys (what determines each result):
+- refinement: the refiner's identity (weights by content; device and dtype for a local one), the exact
+  messages it is sent (the caption and the instruction for the backend's target), the backend's weights
+  (its tokenizer counts the budget) and max_new_tokens. Refiners decode greedily, so one refinement per
+  prompt serves every video seed.
+- video: the backend's identity, device and dtype, and the whole `SampleRequest` (prompt, seed, settings).
+  Two refiners that give the same prompt (a fallback to the original, say) share one video.
+- score: the judge's identity, device and dtype, the video's key and the caption SA is judged against
+  (always the original caption, as VideoPhy-2 and the paper do).
+
+Failures that say nothing about a refiner or a video model are recorded, not cached, and the run goes on:
+a server that fails for a prompt gives a fallback to the original prompt (counted in the parse rate); a
+backend that fails for a prompt leaves that video out of the scores (counted as a failed render). The next
+run tries them again. A backend whose first renders all fail stops the run: that is not one bad prompt.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+
+from ..endpoint import EndpointError
+from ..instruction import build_messages
+from ..progress import Cancelled, OptionalProgress
+from ..refiners.base import DEFAULT_MAX_NEW_TOKENS, Refinement
+from ..targets import get_target
+from ..video.backend import SampleRequest, backend_class, load_backend
+from .cache import Cache, key
+from .specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
+
+#: a backend whose first this-many renders all fail stops the run
+FAILED_START = 3
+
+Bars = Callable[[str, str], AbstractContextManager[OptionalProgress]]  # (description, unit) -> progress
+
+
+class RenderError(RuntimeError):
+    """A backend failed every render it tried: a setup problem, not one bad prompt."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What every video of the run shares; None takes each backend's own default."""
+
+    seeds: tuple[int, ...] = (0,)
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+
+    def request(self, prompt: str, seed: int) -> SampleRequest:
+        settings = {k: v for k, v in asdict(self).items() if k != "seeds"}
+        return SampleRequest(prompt=prompt, seed=seed, **settings)
+
+
+@dataclass
+class Sample:
+    """One (refiner, backend, caption, seed) of the run and what became of it."""
+
+    refiner: str
+    backend: str
+    caption: str
+    seed: int
+    prompt: str  # what the video model was given
+    refinement: dict | None  # Refinement.to_dict() plus "seconds" and "cached"; None for the original
+    video: str  # the video's cache key
+    video_path: str | None = None
+    render_seconds: float | None = None
+    render_error: str | None = None
+    score: dict | None = None  # Judgement.to_dict() plus "seconds"
+
+
+@dataclass
+class Evaluation:
+    cache: Cache
+    captions: Sequence[str]
+    refiners: Sequence[RefinerSpec]
+    backends: Sequence[BackendSpec]
+    judge: JudgeSpec
+    settings: RenderSettings = RenderSettings()
+    device: str = "auto"
+    dtype: str = "auto"
+    refiner_batch_size: int = 8
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    bars: Bars = lambda description, unit: nullcontext(None)
+    warn: Callable[[str], None] = lambda message: None
+    #: this run's wall time per stage and label (loading and releasing models included)
+    timings: dict[str, dict[str, float]] = field(default_factory=lambda: {"refine": {}, "render": {}, "judge": {}})
+    #: how many results this run made (not found in the cache), per stage
+    made: dict[str, int] = field(default_factory=lambda: {"refine": 0, "render": 0, "judge": 0})
+
+    def run(self) -> list[Sample]:
+        """All samples, refined, rendered and judged; only what the cache lacks is made."""
+        self._device = _device_name(self.device)
+        self.counters = {b.label: backend_class(b.name).load_token_counter(b.path) for b in self.backends}
+        refinements = self._refine()
+        samples = self._plan(refinements)
+        self._render(samples)
+        self._judge(samples)
+        return samples
+
+    # ---------------------------------------------------------------------------------------- refine
+
+    def _refinement_key(self, spec: RefinerSpec, backend: BackendSpec, caption: str) -> str:
+        refiner = spec.identity() | ({"device": self._device, "dtype": self.dtype} if spec.kind == "local" else {})
+        target = backend_class(backend.name).info.target
+        return key(kind="refinement", refiner=refiner, messages=build_messages(caption, get_target(target)),
+                   budget=backend.identity()["model"], max_new_tokens=self.max_new_tokens)
+
+    def _refine(self) -> dict[tuple[str, str, str], dict]:
+        """(refiner, backend, caption) -> refinement record, for every refiner but the original."""
+        found: dict[tuple[str, str, str], dict] = {}
+        for spec in self.refiners:
+            if spec.kind == ORIGINAL:
+                continue
+            todo: dict[str, list[tuple[str, str]]] = {}  # backend label -> [(caption, key)]
+            for backend in self.backends:
+                for caption in self.captions:
+                    record_key = self._refinement_key(spec, backend, caption)
+                    record = self.cache.get("refinement", record_key)
+                    if record is None:
+                        todo.setdefault(backend.label, []).append((caption, record_key))
+                    else:
+                        found[spec.label, backend.label, caption] = record | {"cached": True}
+            if todo:
+                started = time.perf_counter()
+                self._refine_missing(spec, todo, found)
+                self.timings["refine"][spec.label] = time.perf_counter() - started
+        return found
+
+    def _refine_missing(self, spec: RefinerSpec, todo: dict[str, list[tuple[str, str]]], found: dict) -> None:
+        total, done = sum(map(len, todo.values())), 0
+        refiner = spec.open(device=self.device, dtype=self.dtype)
+        try:
+            with self.bars(f"refining ({spec.label})", "prompt") as bar:
+                for backend in self.backends:
+                    jobs = todo.get(backend.label, [])
+                    for start in range(0, len(jobs), self.refiner_batch_size):
+                        chunk = jobs[start:start + self.refiner_batch_size]
+                        began = time.perf_counter()
+                        results = self._refine_chunk(refiner, [caption for caption, _ in chunk], backend)
+                        seconds = (time.perf_counter() - began) / len(chunk)
+                        for (caption, record_key), (result, lasting) in zip(chunk, results):
+                            record = result.to_dict() | {"seconds": seconds}
+                            if lasting:
+                                self.cache.put("refinement", record_key, record)
+                                self.made["refine"] += 1
+                            found[spec.label, backend.label, caption] = record | {"cached": False}
+                        done += len(chunk)
+                        if bar:
+                            bar(done, total)
+        finally:
+            refiner.release()  # frees its memory (weights, caches) before the next stage loads its model
+
+    def _refine_chunk(self, refiner, captions: list[str], backend: BackendSpec) -> list[tuple[Refinement, bool]]:
+        """Each caption's refinement and whether it is a lasting result (worth caching). A server that
+        fails for a chunk is asked prompt by prompt; a prompt it still fails for falls back to the original
+        prompt, recorded as such and not cached (the next run asks again)."""
+        target = get_target(backend_class(backend.name).info.target)
+        counter = self.counters[backend.label]
+        options = dict(target=target, max_new_tokens=self.max_new_tokens, target_tokenizer=counter)
+        if refiner.in_process:
+            options["batch_size"] = len(captions)
+        try:
+            return [(result, True) for result in refiner.refine(captions, **options)]
+        except EndpointError as error:
+            if len(captions) > 1:
+                return [pair for caption in captions for pair in self._refine_chunk(refiner, [caption], backend)]
+            self.warn(f"the refiner {refiner.name} failed for {captions[0]!r}; using the original prompt: {error}")
+            caption = captions[0]
+            return [(Refinement(original=caption, prompt=caption, reasoning="", ok=False,
+                                error=f"the refiner's server failed: {error}", target=target.name,
+                                tokens=counter.count(caption), token_limit=target.token_limit,
+                                token_counter=counter.description), False)]
+
+    # ---------------------------------------------------------------------------------------- render
+
+    def _video_key(self, backend: BackendSpec, request: SampleRequest) -> str:
+        return key(kind="video", backend=backend.identity(), device=self._device, dtype=self.dtype,
+                   request=asdict(request))
+
+    def _plan(self, refinements: dict) -> list[Sample]:
+        samples = []
+        for backend in self.backends:
+            for spec in self.refiners:
+                for caption in self.captions:
+                    refinement = refinements.get((spec.label, backend.label, caption))
+                    prompt = refinement["prompt"] if refinement else caption
+                    for seed in self.settings.seeds:
+                        request = self.settings.request(prompt, seed)
+                        samples.append(Sample(spec.label, backend.label, caption, seed, prompt, refinement,
+                                              self._video_key(backend, request)))
+        return samples
+
+    def _render(self, samples: list[Sample]) -> None:
+        for backend in self.backends:
+            own = [s for s in samples if s.backend == backend.label]
+            missing: dict[str, SampleRequest] = {}
+            for sample in own:
+                stored = self.cache.get_video(sample.video)
+                if stored is None:
+                    missing.setdefault(sample.video, self.settings.request(sample.prompt, sample.seed))
+            errors: dict[str, str] = {}
+            if missing:
+                started = time.perf_counter()
+                try:
+                    errors = self._render_missing(backend, missing)
+                finally:
+                    _free_memory()
+                    self.timings["render"][backend.label] = time.perf_counter() - started
+            for sample in own:
+                stored = self.cache.get_video(sample.video)
+                if stored is not None:
+                    sample.video_path, sample.render_seconds = str(stored[0]), stored[1].get("seconds")
+                else:
+                    sample.render_error = errors.get(sample.video, "not rendered")
+
+    def _render_missing(self, backend: BackendSpec, missing: dict[str, SampleRequest]) -> dict[str, str]:
+        """Render every missing video back to back; returns the errors of those that failed."""
+        model = load_backend(backend.name, backend.path, dtype=self.dtype, device=self.device, **backend.options)
+        model.settings(next(iter(missing.values())))  # settings it cannot render fail now, as bad arguments
+        errors: dict[str, str] = {}
+        with self.bars(f"rendering ({backend.label})", "video") as bar:
+            for done, (video_key, request) in enumerate(missing.items(), 1):
+                began = time.perf_counter()
+                try:
+                    video = model.sample(request)
+                except Cancelled:
+                    raise
+                except Exception as error:  # one prompt's failure (KeyboardInterrupt is not an Exception)
+                    errors[video_key] = f"{type(error).__name__}: {error}"
+                    self.warn(f"{backend.label} failed to render {request.prompt!r} (seed {request.seed}): "
+                              f"{errors[video_key]}")
+                    if len(errors) == done >= FAILED_START:
+                        raise RenderError(f"{backend.label} failed its first {done} renders, the last with "
+                                          f"{errors[video_key]}") from error
+                else:
+                    seconds = time.perf_counter() - began
+                    self.cache.put_video(video_key, video.frames, video.fps, {
+                        "backend": backend.name, "prompt": request.prompt, "seed": request.seed,
+                        "settings": model.settings(request), "seconds": seconds})
+                    self.made["render"] += 1
+                if bar:
+                    bar(done, len(missing))
+        return errors
+
+    # ----------------------------------------------------------------------------------------- judge
+
+    def _judge(self, samples: list[Sample]) -> None:
+        judge_identity = self.judge.identity() | {"device": self._device, "dtype": self.dtype}
+        keys = {id(s): key(kind="score", judge=judge_identity, video=s.video, caption=s.caption)
+                for s in samples if s.video_path}
+        missing: dict[str, tuple[str, str]] = {}
+        for sample in samples:
+            if id(sample) in keys and self.cache.get("score", keys[id(sample)]) is None:
+                missing.setdefault(keys[id(sample)], (sample.video_path, sample.caption))
+        if missing:
+            started = time.perf_counter()
+            try:
+                self._judge_missing(missing)
+            finally:
+                self.timings["judge"]["judge"] = time.perf_counter() - started
+        for sample in samples:
+            if id(sample) in keys:
+                sample.score = self.cache.get("score", keys[id(sample)])
+
+    def _judge_missing(self, missing: dict[str, tuple[str, str]]) -> None:
+        judge = self.judge.open(device=self.device, dtype=self.dtype)
+        items, size = list(missing.items()), self.judge.batch_size
+        try:
+            with self.bars("judging", "video") as bar:
+                for start in range(0, len(items), size):
+                    batch = items[start:start + size]
+                    began = time.perf_counter()
+                    judgements = judge.judge([path for _, (path, _) in batch], [c for _, (_, c) in batch],
+                                             batch_size=size)
+                    seconds = (time.perf_counter() - began) / len(batch)
+                    for (score_key, _), judgement in zip(batch, judgements):
+                        self.cache.put("score", score_key, judgement.to_dict() | {"seconds": seconds})
+                        self.made["judge"] += 1
+                    if bar:
+                        bar(start + len(batch), len(items))
+        finally:
+            judge.release()
+
+
+def _device_name(device: str) -> str:
+    from ..devices import resolve_device
+
+    return str(resolve_device(device))
+
+
+def _free_memory() -> None:
+    """Give the memory of the video model just dropped back before the next stage loads its own (backends
+    have no `release`; refiners and judges free their own)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,129 @@
+"""VideoCrafter2 behind the video backend interface: the glue between the port (model.py) and the project
+(settings, token budget, progress, frames). The model code is in the sibling modules."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ...budget import TokenizerCounter
+from ...devices import resolve_device, resolve_dtype
+from ...progress import OptionalProgress
+from ..backend import (BackendInfo, SampleDefaults, SampleRequest, Setting, SingleFile, Video, VideoBackend,
+                       VideoModelError, VideoSettingsError)
+from .config import CLASS_NAME, TOKENIZER_DESCRIPTION
+
+if TYPE_CHECKING:  # the model (and torch) is imported when a model loads: the CLI's help reads INFO without it
+    import torch
+
+    from .model import VideoCrafter2
+
+FPS_CONDITION = 28  # the frame rate the UNet is told (the official run_text2video.sh); the video plays at 10
+ETA = 1.0
+
+# The official settings (scripts/run_text2video.sh with inference_t2v_512_v2.0.yaml): 320x512, 16 frames,
+# 50 DDIM steps, eta 1, guidance 12 against the empty prompt, fps condition 28, saved at 10 fps.
+INFO = BackendInfo(
+    name="videocrafter2",
+    display_name="VideoCrafter2",
+    node_name="VideoCrafter2",
+    target="videocrafter2",
+    summary="VideoCrafter2 text-to-video (512 v2.0), a port that loads the original model.ckpt",
+    weights=SingleFile(suffixes=(".ckpt", ".safetensors"), folder_kinds=("videocrafter",), folder_class=CLASS_NAME,
+                       example="VideoCrafter/VideoCrafter2 model.ckpt"),
+    settings=(
+        Setting("steps", 50, 1, 1000, help="DDIM steps (official: 50)."),
+        Setting("guidance", 12.0, 0.0, 30.0, step=0.1, help="Classifier-free guidance (official: 12)."),
+        Setting("frames", 16, 1, 128, help="Frames (official: 16, 1.6 s at 10 fps)."),
+        Setting("width", 512, 64, 2048, step=64, help="Width, a multiple of 64 (official: 512)."),
+        Setting("height", 320, 64, 2048, step=64, help="Height, a multiple of 64 (official: 320)."),
+    ),
+    schedulers=("ddim",),
+    fps=10.0,
+    converter="videocrafter2.convert:convert",
+)
+
+
+class VideoCrafter2Backend(VideoBackend):
+    info = INFO
+
+    def __init__(self, model: VideoCrafter2):
+        self.model = model
+        self._counter = TokenizerCounter(model.tokenizer, TOKENIZER_DESCRIPTION)
+
+    @classmethod
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto",
+             load_on: str | None = None) -> "VideoCrafter2Backend":
+        import torch
+
+        from .model import load_model
+
+        run_on = resolve_device(device, VideoModelError)
+        torch_dtype = resolve_dtype(dtype, run_on, VideoModelError, gpu_default=torch.float16)
+        return cls(load_model(path, dtype=torch_dtype, device=resolve_device(load_on or run_on, VideoModelError)))
+
+    @classmethod
+    def load_token_counter(cls, path: str) -> TokenizerCounter:
+        if not os.path.exists(path):
+            raise VideoModelError(f"VideoCrafter2 checkpoint not found: {path}")
+        from .text import load_tokenizer
+
+        return TokenizerCounter(load_tokenizer(), TOKENIZER_DESCRIPTION)  # the same for every VideoCrafter2 checkpoint
+
+    @property
+    def token_limit(self) -> int:
+        return self.model.text_config.context_length
+
+    @property
+    def description(self) -> str:
+        return self._counter.description
+
+    def count(self, text: str) -> int:
+        return self._counter.count(text)
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.model.config.vae.ch_mult) - 1)
+
+    @property
+    def defaults(self) -> SampleDefaults:
+        """The official settings, sized by this checkpoint's own training size (320x512x16 for the release)."""
+        official = super().defaults
+        height, width = self.model.config.diffusion.image_size
+        return SampleDefaults(steps=official.steps, guidance=official.guidance, fps=official.fps,
+                              scheduler=official.scheduler, frames=self.model.config.unet.temporal_length,
+                              width=width * self.vae_scale, height=height * self.vae_scale)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        model = self.model
+        return {"unet": model.unet, "text_encoder": model.text_encoder, "vae": model.vae}
+
+    def check(self, settings: dict) -> None:
+        # the VAE shrinks by vae_scale and the UNet halves the latents once per level after the first
+        multiple = self.vae_scale * 2 ** (len(self.model.config.unet.channel_mult) - 1)
+        for label in ("width", "height"):
+            value = settings[label]
+            if value % multiple:
+                nearest = max(multiple, round(value / multiple) * multiple)
+                raise VideoSettingsError(
+                    f"{label} {value} is not a multiple of {multiple} (the VAE and the UNet's levels); try {nearest}")
+        timesteps = self.model.config.diffusion.timesteps
+        if settings["steps"] > timesteps:
+            raise VideoSettingsError(f"steps must be at most {timesteps}, the model's timesteps")
+
+    def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
+        import torch
+
+        settings = self.settings(request)
+        model = self.model
+        context = model.encode(model.tokenize([request.prompt]))
+        uncond = model.encode(model.tokenize([request.negative_prompt]))  # "" unless a negative prompt is given
+        scale = self.vae_scale
+        shape = (1, model.config.diffusion.channels, settings["frames"], settings["height"] // scale,
+                 settings["width"] // scale)
+        latents = model.sample(context, uncond, shape=shape, steps=settings["steps"], guidance=settings["guidance"],
+                               eta=ETA, fps=FPS_CONDITION, generator=torch.Generator().manual_seed(request.seed % 2**64),
+                               progress=progress)
+        pixels = model.decode(latents)[0]  # (3, t, H, W) in about -1..1
+        frames = ((pixels.clamp(-1.0, 1.0) + 1.0) / 2.0).permute(1, 2, 3, 0).contiguous().cpu()
+        return Video(frames=frames, fps=self.defaults.fps)
