@@ -22,8 +22,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from peak_memory import PeakMemory  # benchmarks/peak_memory.py (the script's folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # SD1.4's UNet scaled down (widths, levels); latents (frames, h, w)
@@ -38,57 +39,18 @@ MAP_3D = {"CrossAttnDownBlock2D": "CrossAttnDownBlock3D", "DownBlock2D": "DownBl
           "CrossAttnUpBlock2D": "CrossAttnUpBlock3D", "UpBlock2D": "UpBlock3D"}
 
 
-class _Peak:
-    """Memory a block takes on top of what the process held when it began (CUDA: the allocator's peak)."""
-
-    def __enter__(self):
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        self.peak = 0
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.base = self._rss()
-            self.running = True
-            self.thread = threading.Thread(target=self._poll, daemon=True)
-            self.thread.start()
-        return self
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        import torch
-
-        if self.cuda:
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self.running = False
-            self.thread.join()
-        self.peak -= self.base
-
-
 def _timed(run, repeats: int) -> dict:
     import torch
 
     times, peak = [], 0
     for _ in range(repeats):
-        with torch.no_grad(), _Peak() as memory:
+        with torch.no_grad(), PeakMemory() as memory:
             start = time.perf_counter()
             run()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        peak = max(peak, memory.peak)
+        peak = max(peak, memory.added)
     return {"seconds": min(times), "peak": peak}
 
 

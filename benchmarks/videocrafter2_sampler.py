@@ -20,8 +20,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from peak_memory import PeakMemory  # benchmarks/peak_memory.py (the script's folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # UNet width, levels and VAE of the release scaled down; latents (frames, h, w)
@@ -47,45 +48,6 @@ def _yaml(shape: dict) -> dict:
             "embed_dim": 4, "ddconfig": ddconfig, "lossconfig": {"target": "torch.nn.Identity"}}},
         "cond_stage_config": {"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
                               "params": {"freeze": True, "layer": "penultimate"}}}}}
-
-
-class _Peak:
-    """Peak memory while a block runs, and what it was before (`base`: the loaded model and the libraries):
-    CUDA's allocator counters, or the process RSS polled every 2 ms."""
-
-    def __enter__(self):
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        self.peak = 0
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.base = self._rss()
-            self.running = True
-            self.thread = threading.Thread(target=self._poll, daemon=True)
-            self.thread.start()
-        return self
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _poll(self):
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        import torch
-
-        if self.cuda:
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self.running = False
-            self.thread.join()
 
 
 def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> dict:
@@ -122,7 +84,7 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
     latents = torch.load(os.path.join(folder, "latents.pt"))
     times, peak, extra = [], 0, 0
     for _ in range(repeats):
-        with torch.no_grad(), _Peak() as memory:
+        with torch.no_grad(), PeakMemory() as memory:
             start = time.perf_counter()
             fps = torch.tensor([28], device=device)
             cond = {"c_crossattn": [model.get_learned_conditioning([PROMPT])], "fps": fps}
@@ -134,7 +96,7 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        peak, extra = max(peak, memory.peak), max(extra, memory.peak - memory.base)
+        peak, extra = max(peak, memory.peak), max(extra, memory.added)
     return {"seconds": min(times), "peak": peak, "extra": extra}
 
 
@@ -149,7 +111,7 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
     latents = torch.load(os.path.join(folder, "latents.pt"))
     times, peak, extra = [], 0, 0
     for _ in range(repeats):
-        with _Peak() as memory:
+        with PeakMemory() as memory:
             start = time.perf_counter()
             context, uncond = model.encode(model.tokenize([PROMPT])), model.encode(model.tokenize([""]))
             samples = model.sample(context, uncond, shape=tuple(latents.shape), steps=steps, guidance=12.0, eta=1.0,
@@ -158,7 +120,7 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        peak, extra = max(peak, memory.peak), max(extra, memory.peak - memory.base)
+        peak, extra = max(peak, memory.peak), max(extra, memory.added)
     return {"seconds": min(times), "peak": peak, "extra": extra}
 
 

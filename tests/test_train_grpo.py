@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 from phyprompt.contract import format_output
-from phyprompt.judges import Answer, Judgement
+from phyprompt.judges import Answer
 from phyprompt_toy_backend import write_toy_model
 from support.tiny_autoeval import write_tiny_autoeval
 from support.tiny_refiner import build_tokenizer

@@ -215,14 +215,21 @@ class VideoBackend:
         """Tokens the text encoder reads; the rest of a longer prompt is cut off."""
         raise NotImplementedError
 
+    #: the text encoder's tokenizer as a TokenCounter; a backend that sets it gets `description` and `count`
+    counter: TokenCounter | None = None
+
     @property
     def description(self) -> str:
         """Short name of the text encoder's tokenizer, for token reports."""
-        raise NotImplementedError
+        if self.counter is None:
+            raise NotImplementedError
+        return self.counter.description
 
     def count(self, text: str) -> int:
         """Tokens `text` takes in this model's text encoder (a TokenCounter, for the refiner's budget)."""
-        raise NotImplementedError
+        if self.counter is None:
+            raise NotImplementedError
+        return self.counter.count(text)
 
     @property
     def defaults(self) -> SampleDefaults:

@@ -93,7 +93,7 @@ class CogVideoXBackend(VideoBackend):
         self.pipeline = pipeline
         self.folder = folder
         self.offload = offload
-        self._counter = TokenizerCounter(pipeline.tokenizer, TOKENIZER_DESCRIPTION)
+        self.counter = TokenizerCounter(pipeline.tokenizer, TOKENIZER_DESCRIPTION)
         self._schedulers = {}
 
     @classmethod
@@ -152,13 +152,6 @@ class CogVideoXBackend(VideoBackend):
     def token_limit(self) -> int:
         # the transformer was trained on exactly this many text positions; T5's output is cut/padded to it
         return int(self.transformer_config.max_text_seq_length)
-
-    @property
-    def description(self) -> str:
-        return self._counter.description
-
-    def count(self, text: str) -> int:
-        return self._counter.count(text)
 
     @property
     def defaults(self) -> SampleDefaults:

@@ -63,7 +63,7 @@ class LaVieBackend(VideoBackend):
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.weights = weights  # "ema" or "plain": which of the checkpoint's weight sets was loaded
-        self._counter = TokenizerCounter(tokenizer, TOKENIZER_DESCRIPTION)
+        self.counter = TokenizerCounter(tokenizer, TOKENIZER_DESCRIPTION)
 
     @classmethod
     def load(cls, path: str, *, dtype: str = "auto", device: str = "auto", load_on: str | None = None,
@@ -113,13 +113,6 @@ class LaVieBackend(VideoBackend):
     @property
     def token_limit(self) -> int:
         return int(self.tokenizer.model_max_length)
-
-    @property
-    def description(self) -> str:
-        return self._counter.description
-
-    def count(self, text: str) -> int:
-        return self._counter.count(text)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}

@@ -86,7 +86,6 @@ def convert(source: str | os.PathLike, out: str | os.PathLike, *, dtype: str | t
     """`lavie_base.pt` -> a safetensors file `load` reads without unpickling: the EMA weights when the file has
     them (what the original samples with), else the plain ones, optionally cast to `dtype` (fp16, bf16, fp32).
     `out` is a .safetensors path, or a folder to write `<source name>.safetensors` into."""
-    import torch
     from safetensors.torch import save_file
 
     source, out = pathlib.Path(source), pathlib.Path(out)

@@ -49,7 +49,7 @@ class VideoCrafter2Backend(VideoBackend):
 
     def __init__(self, model: VideoCrafter2):
         self.model = model
-        self._counter = TokenizerCounter(model.tokenizer, TOKENIZER_DESCRIPTION)
+        self.counter = TokenizerCounter(model.tokenizer, TOKENIZER_DESCRIPTION)
 
     @classmethod
     def load(cls, path: str, *, dtype: str = "auto", device: str = "auto",
@@ -73,13 +73,6 @@ class VideoCrafter2Backend(VideoBackend):
     @property
     def token_limit(self) -> int:
         return self.model.text_config.context_length
-
-    @property
-    def description(self) -> str:
-        return self._counter.description
-
-    def count(self, text: str) -> int:
-        return self._counter.count(text)
 
     @property
     def vae_scale(self) -> int:

@@ -22,7 +22,6 @@ from .model import CLASS_NAME, CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, build,
 def convert(source, out, *, dtype: str | None = None) -> Path:
     """Convert `source` (the original .ckpt/.safetensors, with its .yaml beside it if any) into the folder
     `out`; `dtype` fp16, bf16 or fp32 (None: as stored). Returns the folder."""
-    import torch
     from safetensors.torch import save_file
 
     from ...checkpoints import CheckpointError

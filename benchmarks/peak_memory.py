@@ -1,0 +1,52 @@
+"""The benchmarks' one memory meter: peak memory while a block runs, and what it was before it began.
+
+On CUDA it reads the allocator's counters; on CPU it polls the process's resident set every 2 ms (so a
+short spike between two polls can be missed). `base` is what the process held before (the loaded model and
+the libraries), `peak` the highest seen, `added` the difference: what the block itself needed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+class PeakMemory:
+    def __enter__(self):
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self.peak = 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self._rss()
+            self.running = True
+            self.thread = threading.Thread(target=self._poll, daemon=True)
+            self.thread.start()
+        return self
+
+    @property
+    def added(self) -> int:
+        return self.peak - self.base
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _poll(self):
+        while self.running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.cuda:
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self.running = False
+            self.thread.join()
