@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
@@ -235,7 +236,11 @@ class Evaluation:
         model = load_backend(backend.name, backend.path, dtype=self.dtype, device=self.device, **backend.options)
         model.settings(next(iter(missing.values())))  # settings it cannot render fail now, as bad arguments
         errors: dict[str, str] = {}
-        with self.bars(f"rendering ({backend.label})", "video") as bar:
+        # Videos are encoded and stored on a thread of their own while the next one renders (the encoder
+        # leaves the GIL); leaving the block waits for every write, cancelled or not, so the cache holds
+        # whole entries only.
+        with self.bars(f"rendering ({backend.label})", "video") as bar, ThreadPoolExecutor(1) as writer:
+            writes = []
             for done, (video_key, request) in enumerate(missing.items(), 1):
                 began = time.perf_counter()
                 try:
@@ -251,12 +256,14 @@ class Evaluation:
                                           f"{errors[video_key]}") from error
                 else:
                     seconds = time.perf_counter() - began
-                    self.cache.put_video(video_key, video.frames, video.fps, {
+                    writes.append(writer.submit(self.cache.put_video, video_key, video.frames, video.fps, {
                         "backend": backend.name, "prompt": request.prompt, "seed": request.seed,
-                        "settings": model.settings(request), "seconds": seconds})
+                        "settings": model.settings(request), "seconds": seconds}))
                     self.made["render"] += 1
                 if bar:
                     bar(done, len(missing))
+            for write in writes:
+                write.result()  # a failed write is the run's error, as it was before it moved to the thread
         return errors
 
     # ----------------------------------------------------------------------------------------- judge
