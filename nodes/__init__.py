@@ -3,8 +3,9 @@ they are what users' saved workflows refer to."""
 
 from comfy_api.latest import ComfyExtension, io
 
-from .judge_nodes import LoadAPIJudge, LoadPhysicsJudge, PhysicsJudge, PhysicsRefineVariants, PickBestVideo
-from .refiner_nodes import LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList
+from .judge_nodes import LoadAPIJudge, LoadPhysicsJudge, PhysicsJudge, PickBestVideo
+from .refiner_nodes import (LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList,
+                            PhysicsRefineVariants)
 from .video_nodes import video_nodes
 
 

@@ -1,5 +1,4 @@
-"""Load Physics Judge, Physics Judge (API), Physics Judge, and the Best-of-N pair: Physics Refine (Variants)
-and Pick Best Video.
+"""Load Physics Judge, Physics Judge (API), Physics Judge, and Pick Best Video.
 
 Best of N is a graph pattern on ComfyUI lists rather than one node: Physics Refine (Variants) writes N
 refinements of one prompt (seeds s … s+N−1) as a list, so the sampler and Physics Judge after it run once
@@ -19,8 +18,8 @@ from ..phyprompt.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT
 from ..phyprompt.judges.selection import CRITERIA, Candidate, best, report
 from . import model_folders
 from .memory import Managed, managed, progress_bar
-from .refiner_nodes import _refine_inputs, _refine_outputs, _run, server_settings_error
-from .schema import JUDGE, REFINE, REFINE_ALIASES, node_schema
+from .refiner_nodes import server_settings_error
+from .schema import JUDGE, node_schema
 
 JudgeType = io.Custom("PHYPROMPT_JUDGE")
 JUDGE_ALIASES = ("physics judge", "judge", "score video", "evaluate video", "VideoPhy", "AutoEval", "physics",
@@ -167,32 +166,6 @@ class PhysicsJudge(io.ComfyNode):
         summary = result.summary()
         return io.NodeOutput(_continuous(result.sa), _continuous(result.pc), result.joint, summary,
                              ui=ui.PreviewText(summary))
-
-
-class PhysicsRefineVariants(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return node_schema(
-            node_id="PhyPromptRefineVariants",
-            search_aliases=(*REFINE_ALIASES, "best of n", "variants", "candidates"),
-            display_name="Physics Refine (Variants)",
-            category=REFINE,
-            description="Refines one prompt N times (seeds seed … seed+N−1) and outputs the N refinements as "
-                        "lists, so the nodes after it run once per variant: render each, judge each, and keep "
-                        "the best with Pick Best Video.",
-            inputs=[
-                *_refine_inputs("The scene to render, in your own words."),
-                io.Int.Input("variants", default=4, min=1, max=64,
-                             tooltip="How many refinements (N). They differ only with temperature above 0."),
-            ],
-            outputs=_refine_outputs(is_list=True),
-        )
-
-    @classmethod
-    def execute(cls, refiner, prompt, target, seed, temperature, max_new_tokens, variants) -> io.NodeOutput:
-        results = _run(refiner, [prompt] * variants, target, seed, temperature, max_new_tokens)
-        return io.NodeOutput([r.prompt for r in results], [r.reasoning for r in results],
-                             [r.report() for r in results])
 
 
 class PickBestVideo(io.ComfyNode):

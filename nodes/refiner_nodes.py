@@ -1,4 +1,4 @@
-"""Load Physics Refiner, Physics Refiner (API), Physics Refine and Physics Refine (List)."""
+"""Load Physics Refiner, Physics Refiner (API), Physics Refine, Physics Refine (List) and (Variants)."""
 
 from __future__ import annotations
 
@@ -204,6 +204,10 @@ def _refine_outputs(is_list: bool) -> list:
     ]
 
 
+def _list_outputs(results) -> io.NodeOutput:
+    return io.NodeOutput([r.prompt for r in results], [r.reasoning for r in results], [r.report() for r in results])
+
+
 def _run(refiner: Managed, prompts: list[str], target: str, seed: int, temperature: float,
          max_new_tokens: int):
     """Refine on ComfyUI's device, with its progress bar (whose hook raises the Cancel interrupt)."""
@@ -254,6 +258,28 @@ class PhysicsRefineList(io.ComfyNode):
         prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
         if not prompts:
             raise ValueError("the prompt list is empty: write one prompt per line")
-        results = _run(refiner, prompts, target, seed, temperature, max_new_tokens)
-        return io.NodeOutput([r.prompt for r in results], [r.reasoning for r in results],
-                             [r.report() for r in results])
+        return _list_outputs(_run(refiner, prompts, target, seed, temperature, max_new_tokens))
+
+
+class PhysicsRefineVariants(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            node_id="PhyPromptRefineVariants",
+            search_aliases=(*REFINE_ALIASES, "best of n", "variants", "candidates"),
+            display_name="Physics Refine (Variants)",
+            category=REFINE,
+            description="Refines one prompt N times (seeds seed … seed+N−1) and outputs the N refinements as "
+                        "lists, so the nodes after it run once per variant: render each, judge each, and keep "
+                        "the best with Pick Best Video.",
+            inputs=[
+                *_refine_inputs("The scene to render, in your own words."),
+                io.Int.Input("variants", default=4, min=1, max=64,
+                             tooltip="How many refinements (N). They differ only with temperature above 0."),
+            ],
+            outputs=_refine_outputs(is_list=True),
+        )
+
+    @classmethod
+    def execute(cls, refiner, prompt, target, seed, temperature, max_new_tokens, variants) -> io.NodeOutput:
+        return _list_outputs(_run(refiner, [prompt] * variants, target, seed, temperature, max_new_tokens))

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 from .curriculum import SCHEDULES, CurriculumCallback
 from .rewards import REWARD_NAMES, RewardArguments, build_reward
-from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, read_manifest,
-                     resume_point, use_chat_template, write_manifest)
+from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe,
+                     read_manifest, resume_point, use_chat_template, write_manifest)
 
 GRPO_SETTINGS = ("max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "num_generations", "epsilon", "beta", "scale_rewards",
@@ -174,20 +174,11 @@ def _schedule_options(curriculum: CurriculumArguments) -> dict:
 
 
 def parse(argv=None):
-    import yaml
-    from trl import GRPOConfig, ModelConfig, TrlParser
+    from trl import GRPOConfig, ModelConfig
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[-1:] == ["--config"]:
-        raise TrainingSetupError("--config needs a recipe file, e.g. --config train/recipes/smollm2-135m-grpo-cpu.yaml")
-    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
-    if recipe is not None and not os.path.isfile(recipe):
-        raise TrainingSetupError(f"recipe not found: {recipe}")
-    parser = TrlParser((DataArguments, RewardArguments, CurriculumArguments, GRPOConfig, ModelConfig))
-    try:
-        data_args, rewards, curriculum, training_args, model_args = parser.parse_args_and_config(argv)
-    except (ValueError, yaml.YAMLError) as error:  # unknown keys, wrong types, a batch G does not divide
-        raise TrainingSetupError(f"{recipe or 'options'}: {' '.join(str(error).split())}") from None
+    (data_args, rewards, curriculum, training_args, model_args), recipe = parse_recipe(
+        argv, (DataArguments, RewardArguments, CurriculumArguments, GRPOConfig, ModelConfig),
+        "train/recipes/smollm2-135m-grpo-cpu.yaml")
     check_rewards(rewards, curriculum, training_args)
     return data_args, rewards, curriculum, training_args, model_args, recipe
 

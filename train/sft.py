@@ -23,8 +23,8 @@ import json
 import os
 import sys
 
-from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, resume_point,
-                     use_chat_template, write_manifest)
+from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe,
+                     resume_point, use_chat_template, write_manifest)
 
 def training_tokens(example, tokenizer) -> dict[str, list[int]]:
     """One example tokenized the way the refiner tokenizes at inference (no special tokens added to the
@@ -104,20 +104,10 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
 
 
 def parse(argv=None):
-    import yaml
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import ModelConfig, SFTConfig
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[-1:] == ["--config"]:
-        raise TrainingSetupError("--config needs a recipe file, e.g. --config train/recipes/smollm2-135m-cpu.yaml")
-    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
-    if recipe is not None and not os.path.isfile(recipe):
-        raise TrainingSetupError(f"recipe not found: {recipe}")
-    parser = TrlParser((DataArguments, SFTConfig, ModelConfig))
-    try:
-        data_args, training_args, model_args = parser.parse_args_and_config(argv)
-    except (ValueError, yaml.YAMLError) as error:  # unknown recipe keys, wrong value types, broken YAML
-        raise TrainingSetupError(f"{recipe or 'options'}: {' '.join(str(error).split())}") from None
+    (data_args, training_args, model_args), recipe = parse_recipe(
+        argv, (DataArguments, SFTConfig, ModelConfig), "train/recipes/smollm2-135m-cpu.yaml")
     return data_args, training_args, model_args, recipe
 
 

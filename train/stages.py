@@ -179,3 +179,21 @@ def base_model(model_args, training_args):
         raise TrainingSetupError(f"could not load the tokenizer of {name}: {first_line(error)}") from error
     init = dict(common, dtype=model_args.dtype or "auto", attn_implementation=model_args.attn_implementation)
     return tokenizer, init
+
+
+def parse_recipe(argv, dataclass_types: tuple, example: str) -> tuple[list, str | None]:
+    """The recipe (`--config FILE`) and command-line options read by trl's `TrlParser` into
+    `dataclass_types`, in order, and the recipe's path; every problem is one TrainingSetupError."""
+    import yaml
+    from trl import TrlParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[-1:] == ["--config"]:
+        raise TrainingSetupError(f"--config needs a recipe file, e.g. --config {example}")
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv else None
+    if recipe is not None and not os.path.isfile(recipe):
+        raise TrainingSetupError(f"recipe not found: {recipe}")
+    try:  # unknown recipe keys, wrong value types, broken YAML, settings trl refuses (a batch G does not divide)
+        return list(TrlParser(dataclass_types).parse_args_and_config(argv)), recipe
+    except (ValueError, yaml.YAMLError) as error:
+        raise TrainingSetupError(f"{recipe or 'options'}: {' '.join(str(error).split())}") from None

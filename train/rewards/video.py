@@ -25,7 +25,8 @@ from .text import _parsed
 
 log = logging.getLogger(__name__)
 
-_SCORERS: dict[int, "VideoScorer"] = {}  # one per recipe's options in this process
+# one scorer per recipe's options in this process; the options are kept with it so their id is never reused
+_SCORERS: dict[int, tuple[RewardArguments, "VideoScorer"]] = {}
 
 
 class VideoScorer:
@@ -131,8 +132,8 @@ def _unit(answer) -> float:
 
 def scorer(options: RewardArguments) -> VideoScorer:
     if id(options) not in _SCORERS:
-        _SCORERS[id(options)] = VideoScorer(options)
-    return _SCORERS[id(options)]
+        _SCORERS[id(options)] = (options, VideoScorer(options))
+    return _SCORERS[id(options)][1]
 
 
 def _reward(options: RewardArguments, index: int):
