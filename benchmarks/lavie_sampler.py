@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from peak_memory import PeakMemory  # benchmarks/peak_memory.py (the script's folder is on sys.path)
+from peak_memory import MEASURED_WORKER_ENV, PeakMemory  # benchmarks/peak_memory.py (this folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # SD1.4's UNet scaled down (widths, levels); latents (frames, h, w)
@@ -166,7 +166,8 @@ def main() -> None:
                 command = [python, os.path.abspath(__file__), "--original-base", args.original_base,
                            "--original-python", args.original_python, "--steps", str(args.steps),
                            "--repeats", str(args.repeats), "--worker", job]
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                output = subprocess.run(command, check=True, capture_output=True, text=True,
+                                        env=os.environ | MEASURED_WORKER_ENV).stdout
                 results[method] = json.loads(output.strip().splitlines()[-1])
         rows.append((name, shape, results))
     device = "cuda" if torch.cuda.is_available() else "cpu"

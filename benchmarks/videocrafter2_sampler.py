@@ -6,8 +6,11 @@ omegaconf, open_clip_torch==2.22 for the text tower's code; the training-only im
 and cv2 are stubbed, they take no part in sampling). It builds the model from a small YAML in the release's
 format with random weights, writes `model.ckpt` + `model.yaml`, and times DDIM sampling (guidance 12 against
 "", eta 1, fps 28) plus the frame-by-frame decode. The port loads that `model.ckpt` and does the same with the
-same latents. Each runs in a fresh process; the table shows the best sampling time and the peak memory while
-sampling (RSS on CPU, torch.cuda.max_memory_allocated on GPU). Target: the port at <= 1.0x on both.
+same latents. Each runs in a fresh process, one untimed warm-up run first; the table shows the best sampling
+time and the peak memory while sampling (RSS on CPU, with glibc returning freed blocks so that it follows the
+live tensors; torch.cuda.max_memory_allocated on GPU). Target: the port at <= 1.0x on both. Shapes: `small`
+(minutes on a CPU) and `real`, the release's (1.4B UNet, 16x320x512; a GPU with 40 GB, and 8 GB of disk for
+the fp32 checkpoint). Without xformers installed, the original attends with its own einsum/softmax code.
 
     python benchmarks/videocrafter2_sampler.py --original-repo /tmp/vc2ref --original-python /tmp/vc2ref/venv/bin/python
 """
@@ -22,19 +25,23 @@ import sys
 import tempfile
 import time
 
-from peak_memory import PeakMemory  # benchmarks/peak_memory.py (the script's folder is on sys.path)
+from peak_memory import MEASURED_WORKER_ENV, PeakMemory  # benchmarks/peak_memory.py (this folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPES = {  # UNet width, levels and VAE of the release scaled down; latents (frames, h, w)
-    "small": dict(model_channels=64, channel_mult=[1, 2, 2], vae_ch=32, text_width=128, frames=8, latent=(16, 16)),
+SHAPES = {  # UNet width, levels, attention heads, VAE and text tower; latents (frames, h, w)
+    "small": dict(model_channels=64, channel_mult=[1, 2, 2], head_channels=32, vae_ch=32, text_width=128,
+                  text_layers=3, frames=8, latent=(16, 16)),
+    # the release (inference_t2v_512_v2.0.yaml, OpenCLIP ViT-H-14's text tower): 16 frames at 320x512
+    "real": dict(model_channels=320, channel_mult=[1, 2, 4, 4], head_channels=64, vae_ch=128, text_width=1024,
+                 text_layers=24, frames=16, latent=(40, 64)),
 }
 PROMPT = "a red rubber ball falls onto a wooden floor and bounces"
 
 
 def _yaml(shape: dict) -> dict:
     unet = dict(in_channels=4, out_channels=4, model_channels=shape["model_channels"], attention_resolutions=[4, 2, 1],
-                num_res_blocks=2, channel_mult=shape["channel_mult"], num_head_channels=32, transformer_depth=1,
-                context_dim=shape["text_width"], use_linear=True, use_checkpoint=True, temporal_conv=True,
+                num_res_blocks=2, channel_mult=shape["channel_mult"], num_head_channels=shape["head_channels"],
+                transformer_depth=1, context_dim=shape["text_width"], use_linear=True, use_checkpoint=True, temporal_conv=True,
                 temporal_attention=True, temporal_selfatt_only=True, use_relative_position=False,
                 use_causal_attention=False, temporal_length=shape["frames"], addition_attention=True, fps_cond=True)
     ddconfig = dict(double_z=True, z_channels=4, resolution=512, in_channels=3, out_ch=3, ch=shape["vae_ch"],
@@ -65,9 +72,10 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
     from omegaconf import OmegaConf
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-    width = shape["text_width"]  # a small text tower of ViT-H-14's kind instead of the full random one
+    width = shape["text_width"]  # the shape's text tower of ViT-H-14's kind, and a token vision tower (unused)
     open_clip.create_model_and_transforms = lambda *a, **k: (CLIP(
-        embed_dim=32, text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=width // 64, layers=3),
+        embed_dim=32, text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=width // 64,
+                                           layers=shape["text_layers"]),
         vision_cfg=CLIPVisionCfg(layers=1, width=64, head_width=64, patch_size=8, image_size=16)), None, None)
     from lvdm.models.samplers.ddim import DDIMSampler
     from utils.utils import instantiate_from_config
@@ -83,7 +91,7 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
     model.to(device)
     latents = torch.load(os.path.join(folder, "latents.pt"))
     times, peak, extra = [], 0, 0
-    for _ in range(repeats):
+    for run in range(repeats + 1):  # run 0 warms up, untimed
         with torch.no_grad(), PeakMemory() as memory:
             start = time.perf_counter()
             fps = torch.tensor([28], device=device)
@@ -95,8 +103,10 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
             model.decode_first_stage_2DAE(samples)
             if device == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        peak, extra = max(peak, memory.peak), max(extra, memory.added)
+            seconds = time.perf_counter() - start
+        if run:
+            times.append(seconds)
+            peak, extra = max(peak, memory.peak), max(extra, memory.added)
     return {"seconds": min(times), "peak": peak, "extra": extra}
 
 
@@ -110,7 +120,7 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
     model = load_model(os.path.join(folder, "model.ckpt"), dtype=torch.float32, device=device)
     latents = torch.load(os.path.join(folder, "latents.pt"))
     times, peak, extra = [], 0, 0
-    for _ in range(repeats):
+    for run in range(repeats + 1):  # run 0 warms up, untimed: it also reads the memory-mapped weights in
         with PeakMemory() as memory:
             start = time.perf_counter()
             context, uncond = model.encode(model.tokenize([PROMPT])), model.encode(model.tokenize([""]))
@@ -119,8 +129,10 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
             model.decode(samples)
             if device == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        peak, extra = max(peak, memory.peak), max(extra, memory.added)
+            seconds = time.perf_counter() - start
+        if run:
+            times.append(seconds)
+            peak, extra = max(peak, memory.peak), max(extra, memory.added)
     return {"seconds": min(times), "peak": peak, "extra": extra}
 
 
@@ -157,8 +169,10 @@ def main() -> None:
                 command = [python, os.path.abspath(__file__), "--original-repo", args.original_repo, "--original-python",
                            args.original_python, "--steps", str(args.steps), "--repeats", str(args.repeats),
                            "--worker", job]
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                results[method] = json.loads(output.strip().splitlines()[-1])
+                worker = subprocess.run(command, capture_output=True, text=True, env=os.environ | MEASURED_WORKER_ENV)
+                if worker.returncode:
+                    sys.exit(f"the {method} worker failed:\n{worker.stderr[-3000:]}")
+                results[method] = json.loads(worker.stdout.strip().splitlines()[-1])
         rows.append((name, shape, results))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"VideoCrafter2 sampling ({args.steps} DDIM steps, guidance 12, + decode) on {device}, best of {args.repeats}")

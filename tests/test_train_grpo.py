@@ -21,6 +21,7 @@ from train.grpo import main as grpo_main
 from train.grpo import parse, prompt_rows
 from train.rewards import MINIMUM, REWARD_NAMES, RewardArguments, build_reward
 from train.rewards import video as video_rewards
+from train.rewards.options import rank_device, unit_score
 from train.stages import TrainingSetupError
 
 GOOD = format_output("Gravity pulls the ball down; friction and the floor's elasticity decide each bounce.",
@@ -133,22 +134,65 @@ def test_the_video_reward_renders_judges_and_caches(video_options, tmp_path):
     assert other[0] != sa_scores[0]
 
 
-def test_a_failing_render_gets_the_minimum_and_training_goes_on(video_options, tmp_path, caplog, monkeypatch):
+def test_a_step_renders_as_one_batch_and_judges_in_one_call(video_options, tmp_path, monkeypatch):
+    options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
+    reward = build_reward("video_sa", options)
+    scorer = video_rewards.scorer(options)
+    backend, judge = scorer._backend(), scorer._judge()
+    batches, judged = [], []
+    real_batch, real_judge = backend.sample_batch, judge.judge
+    monkeypatch.setattr(backend, "sample_batch", lambda requests: batches.append(len(requests)) or real_batch(requests))
+    monkeypatch.setattr(judge, "judge", lambda videos, captions: judged.append(len(videos)) or real_judge(videos,
+                                                                                                        captions))
+    same = format_output("x", "A blue cube slides across ice.")
+    completions = [GOOD, same, MALFORMED, same, format_output("x", "Snow slides off a warm roof.")]
+    reward([""] * 5, completions, original_prompt=[ORIGINAL] * 5)
+    assert batches == [3] and scorer.renders == 3  # the same rewrite twice is rendered once
+    assert judged == [4]  # one (video, caption) per parsed rewrite
+
+
+def test_a_failing_render_or_judgement_gets_the_minimum_and_training_goes_on(video_options, tmp_path, caplog,
+                                                                             monkeypatch):
     options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
     reward = build_reward("video_pc", options)
     scorer = video_rewards.scorer(options)
-    real_video = scorer._video
+    backend, judge = scorer._backend(), scorer._judge()
+    real_sample, real_judge = backend.sample, judge.judge
 
-    def flaky(video_key, refined):
-        if "cube" in refined:
+    def flaky_render(request, progress=None):
+        if "cube" in request.prompt:
             raise TimeoutError("the render took too long")
-        return real_video(video_key, refined)
+        return real_sample(request, progress)
 
-    monkeypatch.setattr(scorer, "_video", flaky)
+    def flaky_judge(videos, captions):
+        if "snow" in captions:
+            raise RuntimeError("the judge ran out of memory")
+        return real_judge(videos, captions)
+
+    monkeypatch.setattr(backend, "sample", flaky_render)
+    monkeypatch.setattr(judge, "judge", flaky_judge)
+    completions = [format_output("x", "A blue cube slides."), GOOD, format_output("x", "Snow falls on a roof.")]
     with caplog.at_level(logging.WARNING):
-        scores = reward([""] * 2, [format_output("x", "A blue cube slides."), GOOD], original_prompt=[ORIGINAL] * 2)
-    assert scores[0] == MINIMUM and scores[1] > MINIMUM
-    assert "the render took too long" in caplog.text
+        scores = reward([""] * 3, completions, original_prompt=[ORIGINAL, ORIGINAL, "snow"])
+    assert scores[0] == MINIMUM and scores[1] > MINIMUM and scores[2] == MINIMUM
+    assert "the render took too long" in caplog.text and "the judge ran out of memory" in caplog.text
+    assert scorer.renders == 2
+
+
+def test_cogvideox_renders_a_batch_as_it_renders_each_alone(tmp_path):
+    from phyprompt.video import SampleRequest, load_backend
+    from support.tiny_cogvideox import write_tiny_cogvideox
+
+    backend = load_backend("cogvideox", write_tiny_cogvideox(tmp_path / "cogvideox"), device="cpu")
+    settings = dict(steps=2, frames=9, width=32, height=32)
+    requests = [SampleRequest(prompt="a ball falls", seed=1, **settings),
+                SampleRequest(prompt="ice melts on a stove", seed=2, **settings)]
+    together = backend.sample_batch(requests)
+    alone = [backend.sample(request) for request in requests]
+    for a, b in zip(together, alone):
+        assert a.frames.shape == b.frames.shape
+        torch.testing.assert_close(a.frames, b.frames, atol=1e-4, rtol=0)
+    assert not torch.equal(together[0].frames, together[1].frames)
 
 
 def test_an_unreadable_judge_answer_is_the_lowest_score():
@@ -161,12 +205,84 @@ def test_each_rank_renders_on_its_own_gpu(video_options, monkeypatch):
     scorer = video_rewards.VideoScorer(RewardArguments(**video_options))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
-    assert scorer._device() == "cuda:3"
+    assert rank_device() == "cuda:3"
 
 
 def test_the_video_reward_needs_its_models():
     with pytest.raises(ValueError, match="needs video_model"):
         build_reward("video_sa", RewardArguments(judge="x"))
+
+
+# --- the LLM-judged physics reward ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scripted_judge_dir(tmp_path_factory):
+    """A tiny chat LM that rates everything "4", with ANSWER_LOGITS over "1".."5"."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from support.tiny_refiner import write_tiny_refiner
+    from support.tiny_vlm import script_answer
+
+    folder = write_tiny_refiner(tmp_path_factory.mktemp("models") / "judge", hidden_size=64,
+                                tie_word_embeddings=False)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    script_answer(model, tokenizer)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_local_llm_judges_the_physics_of_each_parsed_rewrite(scripted_judge_dir):
+    from support.tiny_vlm import expected_answer
+
+    scores = score("physics_judge", [GOOD, MALFORMED, GOOD], RewardArguments(physics_judge=scripted_judge_dir))
+    assert scores[1] == MINIMUM
+    assert scores[0] == scores[2] == pytest.approx(unit_score(expected_answer()), abs=1e-4)
+    assert scores[0] != unit_score(4)  # the continuous score, not the integer
+
+
+def judge_on(server, **options):
+    return RewardArguments(physics_judge=server.url, physics_judge_model="judge", **options)
+
+
+def test_a_judge_on_a_server_is_asked_once_per_rewrite_with_the_prompt():
+    from support.chat_server import ChatServer, answer
+
+    tops = [{"4": math.log(0.6), "3": math.log(0.3), "5": math.log(0.1)}]
+    server = ChatServer(answer("4", top_logprobs=tops), answer("Rating: 4"))
+    try:
+        scores = score("physics_judge", [GOOD, MALFORMED], judge_on(server))
+        plain = score("physics_judge", [GOOD], judge_on(server, physics_judge_logprobs=False))
+    finally:
+        server.close()
+    assert scores == [pytest.approx(unit_score(0.6 * 4 + 0.3 * 3 + 0.1 * 5)), MINIMUM]
+    assert plain == [pytest.approx(unit_score(4))]
+    bodies = server.bodies()
+    assert len(bodies) == 2 and "bounces on the wooden floor" in bodies[0]["messages"][-1]["content"]
+    assert bodies[0]["temperature"] == 0.0 and bodies[0]["top_logprobs"] and "logprobs" not in bodies[1]
+
+
+def test_a_judge_without_a_score_or_a_failing_server_gives_the_minimum(caplog):
+    from support.chat_server import ChatServer, answer, status
+
+    server = ChatServer(answer("I would not like to say."), status(401, {"error": {"message": "bad key"}}))
+    try:
+        with caplog.at_level(logging.WARNING):
+            reward = build_reward("physics_judge", judge_on(server))
+            unreadable = reward([ORIGINAL], [GOOD], original_prompt=[ORIGINAL])
+            failed = reward([ORIGINAL] * 2, [GOOD, GOOD], original_prompt=[ORIGINAL] * 2)
+    finally:
+        server.close()
+    assert unreadable == [MINIMUM] and failed == [MINIMUM, MINIMUM]
+    assert "gave no score" in caplog.text and "the 2 rewrites of this batch get the minimum" in caplog.text
+
+
+def test_the_physics_judge_needs_a_model(tmp_path):
+    with pytest.raises(ValueError, match="needs physics_judge"):
+        build_reward("physics_judge", RewardArguments())
+    with pytest.raises(ValueError, match="physics_judge_model"):
+        build_reward("physics_judge", RewardArguments(physics_judge="http://127.0.0.1:9/v1"))
+    with pytest.raises(ValueError, match="missing"):
+        build_reward("physics_judge", RewardArguments(physics_judge=str(tmp_path / "missing")))
 
 
 # --- recipes ------------------------------------------------------------------------------------
@@ -309,8 +425,9 @@ def test_the_ablation_trains_each_schedule_in_its_own_folder_and_draws_them(tmp_
 
 
 def test_two_cpu_processes_train_together(trained_refiner_dir, encoder_dir, tmp_path):
-    """Data parallel on two CPU processes (torchrun, gloo): each rank generates and scores its own rewrites,
-    so a step counts twice the tokens of a single-process step, and the run finishes on both ranks."""
+    """Data parallel on two CPU processes (`accelerate launch` with train/accelerate/cpu.yaml, gloo): each
+    rank generates and scores its own rewrites, so a step counts twice the tokens of a single-process step,
+    and the run finishes on both ranks."""
     import subprocess
     import sys
     from pathlib import Path
@@ -326,6 +443,7 @@ def test_two_cpu_processes_train_together(trained_refiner_dir, encoder_dir, tmp_
         assert state["global_step"] == 2
         return result.stderr.count("train.grpo: wrote"), [e["num_tokens"] for e in state["log_history"] if "reward" in e]
 
-    ranks, two = train(tmp_path / "two", str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2")
+    ranks, two = train(tmp_path / "two", str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+                       "train/accelerate/cpu.yaml")
     _, one = train(tmp_path / "one", sys.executable)
     assert ranks == 2 and two[0] > one[0]

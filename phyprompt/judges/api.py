@@ -18,12 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient, Reply
+from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
 from ..progress import OptionalProgress
 from .base import Judgement, Video, check_request
-from .chat import Question, answer_position, judgement, questions
+from .chat import judgement, questions, reply_answer
 from .frames import sample_frames
-from .scores import expected_score
 
 DEFAULT_FRAMES = 8
 #: the longest side a frame is sent at: servers scale images down to about this anyway, and it keeps a
@@ -81,7 +80,7 @@ class APIJudge:
                                                top_logprobs=TOP_LOGPROBS if self.logprobs else None,
                                                progress=waiting))
             for i, qs, count in zip(batch, asked, counts):
-                answers = [_answer(next(replies), question) for question in qs]
+                answers = [reply_answer(next(replies), question.values) for question in qs]
                 results.append(judgement(captions[i], rules[i], answers, judge=self.name, frames=count,
                                          shown=self.frames))
             if progress:
@@ -91,20 +90,6 @@ class APIJudge:
 
     def release(self) -> None:
         """Nothing to free: each request opens and closes its own connection."""
-
-
-def _answer(reply: Reply, question: Question) -> tuple[str, float | None]:
-    """(answer text, expected score); the expected score needs the server's top tokens, and at least one
-    answer token among them at the answer position."""
-    if not reply.top_logprobs:
-        return reply.text.strip(), None
-    most_likely = [max(tops, key=tops.get) if tops else "" for tops in reply.top_logprobs]
-    tops = reply.top_logprobs[answer_position(most_likely, question.values)]
-    log_scores = [np.logaddexp.reduce([lp for token, lp in tops.items() if token.strip() == str(value)] or
-                                      [-np.inf]) for value in question.values]  # "4" and " 4" are one answer
-    if not np.isfinite(max(log_scores)):
-        return reply.text.strip(), None
-    return reply.text.strip(), expected_score(log_scores, question.values)
 
 
 def _image_part(frame: np.ndarray) -> dict:

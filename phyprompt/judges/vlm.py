@@ -23,10 +23,10 @@ from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
 from ..refiners.loading import first_line
 from .base import Judgement, Video, check_request
-from .chat import Question, answer_position, judgement, questions
+from .chat import Question, generated_answer, judgement, questions, single_token_ids
 from .frames import sample_frames, sample_indices
 from .opening import JudgeLoadError
-from .scores import RULE_VALUES, SCALE_VALUES, expected_score
+from .scores import RULE_VALUES, SCALE_VALUES
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class VLMJudge:
         tokenizer.padding_side = "left"  # generation continues every row from its last token
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self._answer_ids = {values: _single_token_ids(tokenizer, values) for values in (SCALE_VALUES, RULE_VALUES)}
+        self._answer_ids = {values: single_token_ids(tokenizer, values) for values in (SCALE_VALUES, RULE_VALUES)}
 
     @classmethod
     def load(cls, folder: str, *, device: str = "auto", precision: str = "auto", frames: int = DEFAULT_FRAMES,
@@ -145,18 +145,8 @@ class VLMJudge:
                 do_sample=False, temperature=None, top_p=None, top_k=None, num_beams=1, repetition_penalty=1.0,
             )
         tokens = output.sequences[:, inputs["input_ids"].shape[1]:].cpu()
-        answers = []
-        for row, (_, question) in enumerate(asks):
-            text = processor.tokenizer.decode(tokens[row], skip_special_tokens=True)
-            ids = self._answer_ids[question.values]
-            expected = None
-            if ids is not None:
-                pieces = [processor.tokenizer.decode([token]) for token in tokens[row].tolist()]
-                step = answer_position(pieces, question.values)
-                # output.logits: one [rows, vocabulary] per step
-                expected = expected_score(output.logits[step][row, ids].float().cpu(), question.values)
-            answers.append((text.strip(), expected))
-        return answers
+        return [generated_answer(processor.tokenizer, tokens, output.logits, row, self._answer_ids[question.values],
+                                 question.values) for row, (_, question) in enumerate(asks)]
 
     def _check_length(self, length: int) -> None:
         """A prompt past the model's context would be read wrongly, never an error: say so instead."""
@@ -175,17 +165,6 @@ class _Clip:
     @property
     def total(self) -> int:
         return self.metadata["total_num_frames"]
-
-
-def _single_token_ids(tokenizer, values: Sequence[int]) -> list[int] | None:
-    """The ids of the tokens "1".."5" (or "0".."2"); None when the vocabulary has no such single tokens,
-    and the judge then gives no expected score."""
-    ids = tokenizer.convert_tokens_to_ids([str(value) for value in values])
-    if any(i is None or i == tokenizer.unk_token_id or tokenizer.decode([i]).strip() != str(v)
-           for i, v in zip(ids, values)):
-        log.warning("the tokenizer has no single tokens for %s: no expected scores", values)
-        return None
-    return ids
 
 
 def _load_processor(folder: str):

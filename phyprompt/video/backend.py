@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -267,6 +268,12 @@ class VideoBackend:
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
         """Render one video; `progress(step, steps)` after each denoising step may raise to cancel."""
         raise NotImplementedError
+
+    def sample_batch(self, requests: Sequence[SampleRequest], progress: OptionalProgress = None) -> list[Video]:
+        """Render several videos, each the video `sample` renders for its request alone (up to float
+        rounding). Here one after another; a backend whose pipeline takes a batch overrides this to render
+        requests of equal settings together. `progress` as in `sample`, for each pass."""
+        return [self.sample(request, progress) for request in requests]
 
 
 def _check_range(info: BackendInfo, setting: Setting, value) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..budget import TokenizerCounter
@@ -198,9 +199,19 @@ class CogVideoXBackend(VideoBackend):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
+        return self._render([request], self.settings(request), progress)[0]
+
+    def sample_batch(self, requests: Sequence[SampleRequest], progress: OptionalProgress = None) -> list[Video]:
+        """Requests of equal settings in one pipeline call, each with its own generator: diffusers draws
+        each video's noise from its own, so each is the video it would be alone (up to float rounding)."""
+        settings = [self.settings(request) for request in requests]
+        if len(requests) < 2 or any(s != settings[0] for s in settings):
+            return super().sample_batch(requests, progress)
+        return self._render(requests, settings[0], progress)
+
+    def _render(self, requests: Sequence[SampleRequest], settings: dict, progress: OptionalProgress) -> list[Video]:
         import torch
 
-        settings = self.settings(request)
         scheduler = settings["scheduler"]
         self.pipeline.scheduler = self._scheduler(scheduler)
         steps = settings["steps"]
@@ -211,10 +222,10 @@ class CogVideoXBackend(VideoBackend):
             return tensors
 
         output = self.pipeline(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
+            prompt=[request.prompt for request in requests],
+            negative_prompt=[request.negative_prompt for request in requests],  # "" is the pipeline's default
             use_dynamic_cfg=scheduler == "dpm",
-            generator=torch.Generator(device="cpu").manual_seed(request.seed % 2**64),
+            generator=[torch.Generator(device="cpu").manual_seed(request.seed % 2**64) for request in requests],
             output_type="np",
             max_sequence_length=self.token_limit,
             callback_on_step_end=on_step_end,
@@ -224,5 +235,5 @@ class CogVideoXBackend(VideoBackend):
             width=settings["width"],
             height=settings["height"],
         )
-        frames = torch.from_numpy(output.frames[0]).float().clamp_(0.0, 1.0)
-        return Video(frames=frames, fps=self.defaults.fps)
+        return [Video(frames=torch.from_numpy(frames).float().clamp_(0.0, 1.0), fps=self.defaults.fps)
+                for frames in output.frames]

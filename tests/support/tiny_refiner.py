@@ -48,7 +48,8 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
     return tokenizer
 
 
-def build_model(tokenizer, hidden_size: int = 32, layers: int = 2, seed: int = 0, context: int = 4096):
+def build_model(tokenizer, hidden_size: int = 32, layers: int = 2, seed: int = 0, context: int = 4096,
+                tie_word_embeddings: bool = True):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -61,7 +62,7 @@ def build_model(tokenizer, hidden_size: int = 32, layers: int = 2, seed: int = 0
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=context,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,

@@ -124,7 +124,8 @@ def write_tiny_qwen3_vl(folder: str | os.PathLike, seed: int = 0) -> str:
 
 
 def script_answer(model, tokenizer) -> None:
-    """Make `model` answer "4" (with ANSWER_LOGITS over "1".."5") and then end, whatever it is shown.
+    """Make `model` answer "4" (with ANSWER_LOGITS over "1".."5") and then end, whatever it is shown. Works
+    on a VLM's language model and on a plain causal LM with untied embeddings.
 
     Every text layer's output projections are zeroed, so the last hidden state is the current token's
     embedding: every token but "4" shares direction 0, "4" has direction 1; the head maps direction 0 to
@@ -133,7 +134,8 @@ def script_answer(model, tokenizer) -> None:
     """
     import torch
 
-    language = model.model.language_model
+    language = getattr(model.model, "language_model", model.model)
+    hidden = language.embed_tokens.weight.shape[1]
     digits = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(1, 6)]
     with torch.no_grad():
         for layer in language.layers:
@@ -149,7 +151,7 @@ def script_answer(model, tokenizer) -> None:
         for token, logit in zip(digits, ANSWER_LOGITS):
             head[token, 0] = logit
         head[tokenizer.eos_token_id, 1] = 10.0
-        model.lm_head.weight.copy_(head / _HIDDEN**0.5)
+        model.lm_head.weight.copy_(head / hidden**0.5)
 
 
 def write_tiny_vlm(folder: str | os.PathLike, *, scripted: bool = False, seed: int = 0) -> str:

