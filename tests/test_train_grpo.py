@@ -74,7 +74,7 @@ def test_format_and_budget_rewards():
 def test_the_physics_proxy_counts_distinct_terms():
     plain = format_output("It moves.", "A red ball on a floor.")
     assert score("physics", [GOOD, plain, MALFORMED]) == [1.0, 0.0, MINIMUM]
-    half = format_output("x", "Gravity pulls it; gravity again.")
+    half = format_output("x", "Gravity holds it; gravity again.")
     assert score("physics", [half], RewardArguments(physics_terms=2)) == [0.5]
 
 

