@@ -208,6 +208,15 @@ def test_each_rank_renders_on_its_own_gpu(video_options, monkeypatch):
     assert rank_device() == "cuda:3"
 
 
+def test_a_video_model_that_does_not_load_stops_training(video_options, tmp_path):
+    from phyprompt.video.backend import VideoModelError
+
+    options = RewardArguments(**video_options | {"video_model": str(tmp_path / "missing.safetensors"),
+                                                 "reward_cache_dir": str(tmp_path / "cache")})
+    with pytest.raises(VideoModelError, match="not found"):
+        build_reward("video_sa", options)([""], [GOOD], original_prompt=[ORIGINAL])
+
+
 def test_the_video_reward_needs_its_models():
     with pytest.raises(ValueError, match="needs video_model"):
         build_reward("video_sa", RewardArguments(judge="x"))

@@ -10,7 +10,8 @@ Every video and every score is cached by content hash (`phyprompt.evaluation.cac
 already rendered with the same backend, weights, settings and seed is never rendered again, and is never
 judged again by the same judge, across steps, ranks and runs. A rewrite the parser rejects gets the
 minimum; so does one whose render or judgement fails (an exception or a timeout), with a logged warning,
-and training goes on. The step's renders go to the backend as batches of `render_batch_size`
+and training goes on. A backend or judge that cannot be loaded stops training with its error instead: that
+is no failure of one rewrite, and training on nothing but minimum rewards would hide it. The step's renders go to the backend as batches of `render_batch_size`
 (`VideoBackend.sample_batch`: CogVideoX renders a batch in one pipeline call), and its videos to the judge
 in one call; when a batch fails, its items are tried one by one, so only the bad one loses its reward.
 """
@@ -106,11 +107,14 @@ class VideoScorer:
                 missing.append(video_key)
             else:
                 paths[video_key] = str(cached[0])
+        if not missing:
+            return paths
+        backend = self._backend()  # a model that does not load stops training: it is no per-rewrite failure
         size = max(1, self.options.render_batch_size)
         for start in range(0, len(missing), size):
             keys = missing[start:start + size]
             requests = [SampleRequest(prompt=prompts[k], **self._render_settings()) for k in keys]
-            for video_key, video in zip(keys, _each_or_alone(self._backend().sample_batch, requests)):
+            for video_key, video in zip(keys, _each_or_alone(backend.sample_batch, requests)):
                 if isinstance(video, Exception):
                     log.warning("video reward: %s for %r; it gets the minimum reward", video, prompts[video_key][:80])
                     continue
@@ -123,7 +127,7 @@ class VideoScorer:
         """A score record per video (SA against the user's original prompt, PC), None where judging failed."""
         if not videos:
             return []
-        judge = self._judge()
+        judge = self._judge()  # as the backend: a judge that does not load stops training
         records = []
         answers = _each_or_alone(lambda pairs: judge.judge([v for v, _ in pairs], [c for _, c in pairs]),
                                  list(zip(videos, originals)))
