@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from .base import Answer, Judgement, RuleVerdict
 from .scores import RULE_VALUES, SCALE_VALUES, expected_score, parse_score
+from .templates import pc_prompt, rule_prompt, sa_prompt, split_template
 
 log = logging.getLogger(__name__)
-from .templates import pc_prompt, rule_prompt, sa_prompt, split_template
 
 
 @dataclass(frozen=True)

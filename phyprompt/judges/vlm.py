@@ -11,7 +11,6 @@ taken. Frames given as a tensor (ComfyUI's IMAGE) carry no frame rate: ASSUMED_F
 from __future__ import annotations
 
 import gc
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from .frames import sample_frames, sample_indices
 from .opening import JudgeLoadError
 from .scores import RULE_VALUES, SCALE_VALUES
 
-log = logging.getLogger(__name__)
 
 DEFAULT_FRAMES = 16
 #: enough for "4" or "I would rate this video a 4."; the parser reads the first number in the answer
