@@ -22,9 +22,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-from peak_memory import MEASURED_WORKER_ENV, PeakMemory  # benchmarks/peak_memory.py (this folder is on sys.path)
+from peak_memory import MEASURED_WORKER_ENV, measure  # benchmarks/peak_memory.py (this folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # SD1.4's UNet scaled down (widths, levels); latents (frames, h, w)
@@ -37,21 +36,6 @@ PROMPT = "a red rubber ball falls onto a wooden floor and bounces"
 GUIDANCE = 7.5
 MAP_3D = {"CrossAttnDownBlock2D": "CrossAttnDownBlock3D", "DownBlock2D": "DownBlock3D",
           "CrossAttnUpBlock2D": "CrossAttnUpBlock3D", "UpBlock2D": "UpBlock3D"}
-
-
-def _timed(run, repeats: int) -> dict:
-    import torch
-
-    times, peak = [], 0
-    for _ in range(repeats):
-        with torch.no_grad(), PeakMemory() as memory:
-            start = time.perf_counter()
-            run()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        peak = max(peak, memory.added)
-    return {"seconds": min(times), "peak": peak}
 
 
 def _original(folder: str, base: str, steps: int, repeats: int) -> dict:
@@ -100,7 +84,7 @@ def _original(folder: str, base: str, steps: int, repeats: int) -> dict:
     pipeline.set_progress_bar_config(disable=True)
     latents = torch.load(os.path.join(folder, "latents.pt")).to(device)
     _, _, frames, h, w = latents.shape
-    return _timed(lambda: pipeline(PROMPT, video_length=frames, height=h * 2, width=w * 2, num_inference_steps=steps,
+    return measure(lambda: pipeline(PROMPT, video_length=frames, height=h * 2, width=w * 2, num_inference_steps=steps,
                                    guidance_scale=GUIDANCE, latents=latents), repeats)
 
 
@@ -122,7 +106,7 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
                                    generator=torch.Generator().manual_seed(0))
         sampling.decode(lavie.vae, samples)
 
-    return _timed(run, repeats)
+    return measure(run, repeats)
 
 
 def main() -> None:
@@ -179,7 +163,7 @@ def main() -> None:
         o, p = r["original"], r["port"]
         latents = f"{shape['frames']}x{shape['latent'][0]}x{shape['latent'][1]}"
         print(f"{name:9} {latents:>10} {o['seconds']:11.2f} {p['seconds']:8.2f} {p['seconds'] / o['seconds']:6.2f} "
-              f"{o['peak'] / 2**20:13.0f} {p['peak'] / 2**20:9.0f} {p['peak'] / o['peak']:6.2f}")
+              f"{o['extra'] / 2**20:13.0f} {p['extra'] / 2**20:9.0f} {p['extra'] / o['extra']:6.2f}")
 
 
 if __name__ == "__main__":

@@ -55,3 +55,22 @@ class PeakMemory:
         else:
             self.running = False
             self.thread.join()
+
+
+def measure(run, repeats: int) -> dict:
+    """`run()` once untimed (a warm-up: kernels chosen, memory-mapped weights read in), then `repeats` times:
+    the best time in seconds, and the highest `peak` and `added` memory of the timed runs, in bytes."""
+    import torch
+
+    times, peak, added = [], 0, 0
+    for attempt in range(repeats + 1):
+        with torch.no_grad(), PeakMemory() as memory:
+            start = time.perf_counter()
+            run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        if attempt:
+            times.append(seconds)
+            peak, added = max(peak, memory.peak), max(added, memory.added)
+    return {"seconds": min(times), "peak": peak, "extra": added}

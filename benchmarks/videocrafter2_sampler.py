@@ -23,9 +23,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-from peak_memory import MEASURED_WORKER_ENV, PeakMemory  # benchmarks/peak_memory.py (this folder is on sys.path)
+from peak_memory import MEASURED_WORKER_ENV, measure  # benchmarks/peak_memory.py (this folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {  # UNet width, levels, attention heads, VAE and text tower; latents (frames, h, w)
@@ -90,24 +89,17 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     latents = torch.load(os.path.join(folder, "latents.pt"))
-    times, peak, extra = [], 0, 0
-    for run in range(repeats + 1):  # run 0 warms up, untimed
-        with torch.no_grad(), PeakMemory() as memory:
-            start = time.perf_counter()
-            fps = torch.tensor([28], device=device)
-            cond = {"c_crossattn": [model.get_learned_conditioning([PROMPT])], "fps": fps}
-            uc = {"c_crossattn": [model.get_learned_conditioning([""])], "fps": fps}
-            samples, _ = DDIMSampler(model).sample(S=steps, conditioning=cond, batch_size=1, shape=latents.shape[1:],
-                                                   verbose=False, unconditional_guidance_scale=12.0,
-                                                   unconditional_conditioning=uc, eta=1.0, x_T=latents.to(device))
-            model.decode_first_stage_2DAE(samples)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        if run:
-            times.append(seconds)
-            peak, extra = max(peak, memory.peak), max(extra, memory.added)
-    return {"seconds": min(times), "peak": peak, "extra": extra}
+
+    def run():
+        fps = torch.tensor([28], device=device)
+        cond = {"c_crossattn": [model.get_learned_conditioning([PROMPT])], "fps": fps}
+        uc = {"c_crossattn": [model.get_learned_conditioning([""])], "fps": fps}
+        samples, _ = DDIMSampler(model).sample(S=steps, conditioning=cond, batch_size=1, shape=latents.shape[1:],
+                                               verbose=False, unconditional_guidance_scale=12.0,
+                                               unconditional_conditioning=uc, eta=1.0, x_T=latents.to(device))
+        model.decode_first_stage_2DAE(samples)
+
+    return measure(run, repeats)
 
 
 def _port(folder: str, steps: int, repeats: int) -> dict:
@@ -119,21 +111,14 @@ def _port(folder: str, steps: int, repeats: int) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(os.path.join(folder, "model.ckpt"), dtype=torch.float32, device=device)
     latents = torch.load(os.path.join(folder, "latents.pt"))
-    times, peak, extra = [], 0, 0
-    for run in range(repeats + 1):  # run 0 warms up, untimed: it also reads the memory-mapped weights in
-        with PeakMemory() as memory:
-            start = time.perf_counter()
-            context, uncond = model.encode(model.tokenize([PROMPT])), model.encode(model.tokenize([""]))
-            samples = model.sample(context, uncond, shape=tuple(latents.shape), steps=steps, guidance=12.0, eta=1.0,
-                                   fps=28, latents=latents, generator=torch.Generator().manual_seed(0))
-            model.decode(samples)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        if run:
-            times.append(seconds)
-            peak, extra = max(peak, memory.peak), max(extra, memory.added)
-    return {"seconds": min(times), "peak": peak, "extra": extra}
+
+    def run():
+        context, uncond = model.encode(model.tokenize([PROMPT])), model.encode(model.tokenize([""]))
+        samples = model.sample(context, uncond, shape=tuple(latents.shape), steps=steps, guidance=12.0, eta=1.0,
+                               fps=28, latents=latents, generator=torch.Generator().manual_seed(0))
+        model.decode(samples)
+
+    return measure(run, repeats)  # its warm-up also reads the memory-mapped weights in
 
 
 def main() -> None:
