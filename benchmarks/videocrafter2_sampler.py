@@ -27,12 +27,13 @@ import tempfile
 from peak_memory import MEASURED_WORKER_ENV, measure  # benchmarks/peak_memory.py (this folder is on sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPES = {  # UNet width, levels, attention heads, VAE and text tower; latents (frames, h, w)
-    "small": dict(model_channels=64, channel_mult=[1, 2, 2], head_channels=32, vae_ch=32, text_width=128,
-                  text_layers=3, frames=8, latent=(16, 16)),
+SHAPES = {  # UNet width, levels, attention heads, VAE and text tower (its OpenCLIP arch); latents (frames, h, w)
+    # a text tower OpenCLIP does not ship: the YAML describes it beside the params (text_cfg), which lvdm ignores
+    "small": dict(model_channels=64, channel_mult=[1, 2, 2], head_channels=32, vae_ch=32, text_arch="small-text",
+                  text_width=128, text_heads=2, text_layers=3, frames=8, latent=(16, 16)),
     # the release (inference_t2v_512_v2.0.yaml, OpenCLIP ViT-H-14's text tower): 16 frames at 320x512
-    "real": dict(model_channels=320, channel_mult=[1, 2, 4, 4], head_channels=64, vae_ch=128, text_width=1024,
-                 text_layers=24, frames=16, latent=(40, 64)),
+    "real": dict(model_channels=320, channel_mult=[1, 2, 4, 4], head_channels=64, vae_ch=128, text_arch="ViT-H-14",
+                 text_width=1024, text_heads=16, text_layers=24, frames=16, latent=(40, 64)),
 }
 PROMPT = "a red rubber ball falls onto a wooden floor and bounces"
 
@@ -53,7 +54,9 @@ def _yaml(shape: dict) -> dict:
         "first_stage_config": {"target": "lvdm.models.autoencoder.AutoencoderKL", "params": {
             "embed_dim": 4, "ddconfig": ddconfig, "lossconfig": {"target": "torch.nn.Identity"}}},
         "cond_stage_config": {"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
-                              "params": {"freeze": True, "layer": "penultimate"}}}}}
+                              "params": {"arch": shape["text_arch"], "freeze": True, "layer": "penultimate"},
+                              "text_cfg": {"width": shape["text_width"], "heads": shape["text_heads"],
+                                           "layers": shape["text_layers"]}}}}}
 
 
 def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> dict:
@@ -71,10 +74,10 @@ def _original(folder: str, repo: str, shape: dict, steps: int, repeats: int) -> 
     from omegaconf import OmegaConf
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-    width = shape["text_width"]  # the shape's text tower of ViT-H-14's kind, and a token vision tower (unused)
+    # the shape's text tower (as if its arch were registered with OpenCLIP), and a token vision tower (unused)
     open_clip.create_model_and_transforms = lambda *a, **k: (CLIP(
-        embed_dim=32, text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=width // 64,
-                                           layers=shape["text_layers"]),
+        embed_dim=32, text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=shape["text_width"],
+                                           heads=shape["text_heads"], layers=shape["text_layers"]),
         vision_cfg=CLIPVisionCfg(layers=1, width=64, head_width=64, patch_size=8, image_size=16)), None, None)
     from lvdm.models.samplers.ddim import DDIMSampler
     from utils.utils import instantiate_from_config

@@ -78,13 +78,19 @@ def video_models(weights: Weights) -> dict[str, str]:
     # duck-typed: a plugin backend may describe itself with another copy of the library's classes
     if hasattr(weights, "pipeline_class"):
         return _folders_naming("model_index.json", weights.pipeline_class, weights.folder_kinds)
-    found: dict[str, str] = {}
-    for kind in weights.folder_kinds:
-        for name in folder_paths.get_filename_list(kind):
-            if name.lower().endswith(weights.suffixes):
-                found.setdefault(name, folder_paths.get_full_path(kind, name))
+    found = files(weights.suffixes, weights.folder_kinds)
     if getattr(weights, "folder_class", ""):  # folders the backend's converter wrote
         found.update(_folders_naming("config.json", weights.folder_class, weights.folder_kinds))
+    return dict(sorted(found.items()))
+
+
+def files(suffixes: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, str]:
+    """{name: absolute path} of the files with these suffixes under the folder kinds (the first of a name wins)."""
+    found: dict[str, str] = {}
+    for kind in kinds:
+        for name in folder_paths.get_filename_list(kind):
+            if name.lower().endswith(suffixes):
+                found.setdefault(name, folder_paths.get_full_path(kind, name))
     return dict(sorted(found.items()))
 
 

@@ -18,7 +18,8 @@ from comfy_api.latest import io
 
 from ..phyprompt.budget import token_use
 from ..phyprompt.devices import DTYPES
-from ..phyprompt.video.backend import LoadOption, SampleRequest, Setting, backend_info, backend_names
+from ..phyprompt.video.backend import (LoadOption, SampleRequest, Setting, VideoSettingsError, backend_class,
+                                       backend_info, backend_names)
 from . import model_folders
 from .memory import Managed, managed, progress_bar
 from .refiner_nodes import MAX_SEED
@@ -26,9 +27,17 @@ from .schema import VIDEO, node_schema
 
 log = logging.getLogger(__name__)
 VideoModelType = io.Custom("PHYPROMPT_VIDEO_MODEL")
+AUTO = "auto"  # a file option left to the backend (its default, None), e.g. VideoCrafter2's YAML beside the model
+
+
+def _option_files(option: LoadOption) -> dict[str, str]:
+    return model_folders.files(option.suffixes, option.folder_kinds)
 
 
 def _option_input(option: LoadOption):
+    if option.suffixes:  # optional: workflows saved before the option existed load as they did, with AUTO
+        return io.Combo.Input(option.name, options=[AUTO, *_option_files(option)], default=AUTO, optional=True,
+                              tooltip=option.help)
     if option.choices:
         return io.Combo.Input(option.name, options=list(option.choices), default=option.default, tooltip=option.help)
     return io.Boolean.Input(option.name, default=option.default, tooltip=option.help)
@@ -93,6 +102,12 @@ def loader_node(name: str) -> type[io.ComfyNode]:
                 options[component.name] = model_folders.resolve(
                     options[component.name], model_folders.video_models(component.weights), component.name,
                     component.weights.folder_kinds)
+            for option in info.load_options:
+                if option.suffixes:
+                    chosen = options.pop(option.name, AUTO)
+                    if chosen != AUTO:
+                        options[option.name] = model_folders.resolve(chosen, _option_files(option), option.name,
+                                                                     option.folder_kinds)
             load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
             offload_device = mm.unet_offload_device() if device == "auto" else load_device
             backend = load_backend(name, resolve(model), dtype=dtype, device=str(load_device),
@@ -134,6 +149,19 @@ def sampler_node(name: str) -> type[io.ComfyNode]:
                                      tooltip="The prompt's tokens / the text encoder's limit; a warning if it is cut."),
                 ],
             )
+
+        @classmethod
+        def validate_inputs(cls, positive=None, frames=None, width=None, height=None) -> bool | str:
+            """At queue time, before any loader runs: an empty prompt and a size or frame count the description
+            shows no model can render (as the CLI checks them). The inputs named here skip core's range check,
+            and the description's check does it instead; a linked input is None, not known yet (a default
+            stands in for a setting), and `execute` checks it with the loaded model."""
+            try:
+                backend_class(name).check_request(SampleRequest(prompt=positive, frames=frames, width=width,
+                                                                height=height))
+            except VideoSettingsError as exc:
+                return str(exc)
+            return True
 
         @classmethod
         def execute(cls, video_model: Managed, positive, negative, seed, scheduler, **settings) -> io.NodeOutput:

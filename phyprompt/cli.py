@@ -8,15 +8,17 @@ Exit status (also in `phyprompt --help` and the README), for scripts:
 
     0    success: `refine` refined at least one prompt; `generate` wrote the video (also when its
          refinement fell back to the original prompt, which is a warning); `judge` scored every video
-    1    a model, file, input or server failed, or ran out of memory; one `phyprompt: error:` line says
-         what to fix
+    1    a model, file, input or server failed, or ran out of memory
     2    bad arguments: argparse's errors, options that do not go together, `generate` settings the
          video model cannot render (a width that is not a multiple of 16, a frame count it cannot make),
-         and a `judge --captions` file whose line count is not the video count; one
-         `phyprompt <command>: error:` line
+         and a `judge --captions` file whose line count is not the video count
     3    `refine`: nothing was refined, every prompt fell back to the original (the output is printed
          all the same, with --json and --file too)
     130  cancelled (Ctrl+C)
+
+Every error is one `phyprompt <command>: error: …` line on stderr, the form argparse gives a subcommand's
+argument errors (only an error before the command is known, such as an unknown command, reads
+`phyprompt: error:`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .commands.common import positive_int
+from .commands.common import positive_int, silence_known_warnings
 from .devices import DTYPES, PRECISIONS
 from .endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
 from .judges.opening import is_url
@@ -47,6 +49,7 @@ EXIT_STATUS = """exit status:
        file with another line count than videos
   3    refine: nothing was refined, every prompt fell back to the original (still printed)
   130  cancelled (Ctrl+C); eval keeps everything finished so far in its cache and resumes from it
+each failure is one "phyprompt <command>: error: ..." line on stderr
 eval exits 0 once its tables are written, also when some refinements fell back or some renders failed
 (both counted in the tables, with a warning)"""
 
@@ -203,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(generate)
     for option in options.values():  # each backend's load options, e.g. CogVideoX's --offload
         flag = "--" + option.name.replace("_", "-")
-        if option.choices:
+        if option.suffixes:  # a file, e.g. VideoCrafter2's --config
+            generate.add_argument(flag, metavar="PATH", help=option.help)
+        elif option.choices:
             generate.add_argument(flag, choices=option.choices, help=f"{option.help} (default: {option.default})")
         else:
             generate.add_argument(flag, action=argparse.BooleanOptionalAction, help=option.help)
@@ -351,13 +356,26 @@ def _add_convert_parser(commands, backends: dict) -> argparse.ArgumentParser:
     convert.add_argument("out", metavar="OUT_DIR", help="the folder to write (replaced if it exists)")
     convert.add_argument("--dtype", choices=PRECISIONS, help="store the weights in this precision (default: as "
                          "the checkpoint stores them)")
+    files = {o.name: o for info in convertible.values() for o in info.load_options if o.suffixes}
+    for option in files.values():  # files the conversion reads with the checkpoint, e.g. VideoCrafter2's --config
+        convert.add_argument("--" + option.name.replace("_", "-"), metavar="PATH", help=option.help)
     return convert
+
+
+def _refuse_other_backends_options(command: _Parser, args, names_of) -> None:
+    """An option (`names_of(info)`) of another backend than --backend's is an error, not silently ignored."""
+    own = set(names_of(backend_info(args.backend)))
+    every = {name for backend in backend_names() for name in names_of(backend_info(backend))}
+    for name in sorted(every - own):
+        if getattr(args, name, None) is not None:
+            command.error(f"--{name.replace('_', '-')} is not an option of the {args.backend} backend")
 
 
 def _check_combinations(parser: _Parser, args) -> None:
     """What argparse cannot say itself: options that only make sense together."""
     command = parser.subcommands[args.command]
     if args.command == "convert":
+        _refuse_other_backends_options(command, args, lambda info: [o.name for o in info.load_options if o.suffixes])
         return
     if args.command == "eval":
         if is_url(args.judge) != bool(args.judge_model):
@@ -370,11 +388,7 @@ def _check_combinations(parser: _Parser, args) -> None:
             command.error("--model names the model a server serves: leave it out for the model folder --judge DIR")
         return
     if args.command == "generate":
-        own = backend_info(args.backend).load_keywords
-        every = {name for backend in backend_names() for name in backend_info(backend).load_keywords}
-        for name in sorted(every - set(own)):
-            if getattr(args, name) is not None:
-                command.error(f"--{name.replace('_', '-')} is not an option of the {args.backend} backend")
+        _refuse_other_backends_options(command, args, lambda info: info.load_keywords)
     local = {"refine": "model", "generate": "refiner"}[args.command]
     if args.endpoint:
         for name in (local, "adapter"):
@@ -399,6 +413,7 @@ def _check_combinations(parser: _Parser, args) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command line; returns the exit status (see the module's docstring). Argument errors exit
     with status 2 through argparse (SystemExit)."""
+    silence_known_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
@@ -409,14 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = {"refine": refine.run, "generate": generate.run, "judge": judge.run, "eval": evaluate.run,
                "convert": convert.run}[args.command]
+    prog = f"{parser.prog} {args.command}"  # argparse's own form for this command's errors, whatever the status
     try:
         return command(args)
     except KeyboardInterrupt:
         print("phyprompt: cancelled", file=sys.stderr)
         return 130
     except VideoSettingsError as exc:  # settings from the command line the model cannot render: bad arguments
-        return fail(str(exc), prog=f"{parser.prog} {args.command}", status=2)
+        return fail(str(exc), prog=prog, status=2)
     # model folders and inputs the user can fix (RefinerLoadError and VideoModelError are ValueErrors),
     # files that cannot be read or written, a missing optional package
     except (ValueError, OSError, ImportError) as exc:
-        return fail(str(exc) or type(exc).__name__)
+        return fail(str(exc) or type(exc).__name__, prog=prog)

@@ -408,5 +408,5 @@ def test_cli_server_failures_are_one_error_line(chat_server):
     run = phyprompt("refine", "a cat", "--endpoint", server.url, "--endpoint-model", "m", "--api-key-env",
                     "UNSET_TEST_KEY")
     assert run.returncode == 1 and run.stderr.strip().splitlines() == [
-        f"phyprompt: error: {server.url}/chat/completions answered HTTP 401 (not authorized): set $UNSET_TEST_KEY "
-        "to the server's API key"]
+        f"phyprompt refine: error: {server.url}/chat/completions answered HTTP 401 (not authorized): set "
+        "$UNSET_TEST_KEY to the server's API key"]

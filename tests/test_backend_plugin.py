@@ -9,10 +9,13 @@ import subprocess
 import sys
 
 import av
+import numpy as np
 import pytest
 
 from conftest import PLUGINS, REPO
-from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
+from phyprompt.video import SampleRequest
+from phyprompt.video.writer import read_video, to_uint8
+from phyprompt_toy_backend import WORD_LIMIT, ToyBackend, write_toy_model
 
 
 def phyprompt(*args, cwd=REPO):
@@ -63,3 +66,17 @@ def test_the_plugin_budget_and_options_are_its_own(toy_model, tmp_path):
     wrong = phyprompt("a ball", "--backend", "toy", "--model", toy_model, "--offload", "model")
     assert wrong.returncode == 2
     assert "--offload is not an option of the toy backend" in wrong.stderr
+
+
+def test_generate_writes_the_8bit_levels_the_plugin_describes(toy_model, tmp_path):
+    """The toy's description says its frames become 8-bit by truncation: the file holds those levels (a GIF
+    of a few colours keeps them exactly), not the nearest ones the writer makes by default."""
+    out = tmp_path / "toy.gif"
+    run = phyprompt("a red ball bounces", "--backend", "toy", "--model", toy_model, "--seed", "5", "--frames", "4",
+                    "--size", "16x8", "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    request = SampleRequest(prompt="a red ball bounces", seed=5, frames=4, width=16, height=8)
+    frames = ToyBackend.load(toy_model).sample(request).frames
+    written, _ = read_video(out)
+    assert np.array_equal(written, to_uint8(frames, ToyBackend.info.eight_bit))
+    assert not np.array_equal(written, to_uint8(frames))

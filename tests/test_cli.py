@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -81,8 +82,45 @@ def test_bad_arguments_exit_2_with_one_line(args, message):
 def test_bad_input_exits_1_with_one_line(tmp_path, make_args, message):
     run = phyprompt(*make_args(tmp_path))
     assert run.returncode == 1
-    assert run.stderr.strip().startswith("phyprompt: error:") and message in run.stderr
+    assert run.stderr.strip().startswith("phyprompt refine: error:") and message in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_prompt_file_that_is_not_text_is_refused_naming_the_line(tmp_path):
+    (tmp_path / "prompts.txt").write_bytes(b"a cat jumps\nwater\x00 pours\n")
+    run = phyprompt("refine", "--file", str(tmp_path / "prompts.txt"), "--model", str(tmp_path))
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"phyprompt refine: error: {tmp_path}/prompts.txt:2: U+0000 (NUL) at column 6; prompt, caption and training "
+        "files must be plain text: delete the character"]
+
+
+def test_the_libraries_notices_about_each_other_are_not_printed(tiny_refiner_dir, tiny_adapter_dir):
+    """peft asks the model for is_gradient_checkpointing, which transformers 5 deprecates: not the user's business."""
+    run = phyprompt("refine", "a cat jumps", "--model", tiny_refiner_dir, "--adapter", tiny_adapter_dir,
+                    "--max-new-tokens", "4", "--quiet")
+    assert run.returncode == 3 and "Warning" not in run.stderr, run.stderr
+
+
+def test_only_the_known_notices_are_silenced():
+    from phyprompt.commands.common import silence_known_warnings
+
+    known = "`gradient_checkpointing` is deprecated and will be removed in v6. Use `activation_checkpointing` instead."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_warnings()
+        for message, category, module in [
+            (known, FutureWarning, "transformers.training_args"),  # silenced
+            ("`is_gradient_checkpointing` is deprecated and will be removed in v6. Use `is_activation_checkpointing` "
+             "instead.", FutureWarning, "transformers.modeling_utils"),  # silenced
+            (known, FutureWarning, "some_plugin"),  # the same words from elsewhere
+            (known, DeprecationWarning, "transformers.training_args"),  # another category
+            ("`torch_dtype` is deprecated and will be removed in v6. Use `dtype` instead.", FutureWarning,
+             "transformers.modeling_utils"),  # another notice of the same module
+        ]:
+            warnings.warn_explicit(message, category, "x.py", 1, module=module)
+    assert [(str(w.message)[:12], w.category) for w in caught] == [
+        (known[:12], FutureWarning), (known[:12], DeprecationWarning), ("`torch_dtype", FutureWarning)]
 
 
 def test_empty_file(tmp_path):
@@ -225,7 +263,7 @@ def test_a_missing_path_is_not_looked_for_on_the_hub(tmp_path, model, message):
     run = phyprompt_in(tmp_path, "refine", "a cat", "--model", model, env={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert run.returncode == 1, run.stderr
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]  # one line
-    assert run.stderr.startswith("phyprompt: error: " + message), run.stderr
+    assert run.stderr.startswith("phyprompt refine: error: " + message), run.stderr
     assert "hub (" not in run.stderr and "Traceback" not in run.stderr
 
 
@@ -244,8 +282,8 @@ def test_a_hub_id_with_HF_HUB_OFFLINE_and_no_cached_copy_is_one_line(tmp_path):
                        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert run.returncode == 1, run.stderr
     assert run.stderr.splitlines() == [
-        f"phyprompt: error: could not load refiner {HUB_ID}: HF_HUB_OFFLINE is set and it is not in the local Hugging "
-        f"Face cache{NEXT_STEPS}unset HF_HUB_OFFLINE to download it"]
+        f"phyprompt refine: error: could not load refiner {HUB_ID}: HF_HUB_OFFLINE is set and it is not in the local "
+        f"Hugging Face cache{NEXT_STEPS}unset HF_HUB_OFFLINE to download it"]
 
 
 def test_an_unreachable_hub_is_one_line_without_retries(tmp_path):
@@ -256,8 +294,8 @@ def test_an_unreachable_hub_is_one_line_without_retries(tmp_path):
                             "HF_HOME": str(tmp_path / "hf")})
     assert run.returncode == 1, run.stderr
     assert run.stderr.splitlines() == [
-        f"phyprompt: error: could not load refiner {HUB_ID}: the Hugging Face hub ({endpoint}) does not answer and "
-        f"it is not in the local Hugging Face cache{NEXT_STEPS}download it where the hub answers (hf download "
+        f"phyprompt refine: error: could not load refiner {HUB_ID}: the Hugging Face hub ({endpoint}) does not answer "
+        f"and it is not in the local Hugging Face cache{NEXT_STEPS}download it where the hub answers (hf download "
         f"{HUB_ID}) and run with HF_HUB_OFFLINE=1"]
 
 

@@ -243,8 +243,8 @@ def check_error(name, code, stdout, stderr, out_folder):
     assert code == expected_code, stderr
     errors = [line for line in stderr.splitlines() if ": error:" in line]
     assert len(errors) == 1 and message in errors[0], stderr
-    # bad arguments (2) are the command's, as argparse says them; failures (1) are phyprompt's
-    assert errors[0].startswith({1: "phyprompt: error:", 2: "phyprompt generate: error:"}[code])
+    # bad arguments (2) and failures (1) alike name the command, as argparse's own errors do
+    assert errors[0].startswith("phyprompt generate: error:")
     assert stdout == "" and "refining" not in stderr
     assert not out_folder.exists() or not any(out_folder.iterdir())
 
@@ -293,3 +293,34 @@ def test_a_backend_whose_tokenizer_is_in_a_component_folder_refines_first(traine
     assert code == 0, capsys.readouterr().err
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["refinement"]["token_counter"] != "estimate"
+
+
+@pytest.mark.parametrize("backend, settings, message", [
+    ("cogvideox", ["--size", "66x64"], "width 66 is not a multiple of 16 (the VAE and patch size); try 80"),
+    ("cogvideox", ["--frames", "50"], "CogVideoX makes 1 + 8·k frames (e.g. 49), not 50; try 57"),
+    ("videocrafter2", ["--size", "64x66"], "height 66 is not a multiple of 8 (the VAE); try 64"),
+    ("lavie", ["--size", "66x64"], "width 66 is not a multiple of 8; try 72"),
+    ("lavie", ["--steps", "1001"], "steps must be at most 1000, not 1001 (LaVie is made for 50)"),
+    ("lavie", ["--scheduler", "dpm"], "unknown scheduler 'dpm'; choose one of: ddpm"),
+    ("toy", ["--size", "12x8"], "toy sizes are multiples of 8"),  # a plugin's own check (tests/plugins)
+])
+def test_settings_no_model_can_render_fail_before_anything_loads(backend, settings, message, tmp_path, monkeypatch,
+                                                                   capsys):
+    """A 7 GB checkpoint is not loaded (nor a refiner run) to learn that --size is wrong: the description's
+    check fails first, one line and exit 2 as argparse's own errors."""
+    from phyprompt.refiners.local import LocalRefiner
+    from phyprompt.video import backend_class
+
+    def loaded(*args, **kwargs):
+        pytest.fail("a model was loaded before the settings were checked")
+
+    backend_type = backend_class(backend)
+    monkeypatch.setattr(backend_type, "load", classmethod(loaded))
+    monkeypatch.setattr(backend_type, "load_token_counter", classmethod(loaded))
+    monkeypatch.setattr(LocalRefiner, "load", classmethod(loaded))
+    code = cli.main(["generate", PROMPT, "--backend", backend, "--model", str(tmp_path / "model"), *settings,
+                     "--refiner", str(tmp_path / "refiner"), "--out", str(tmp_path / "v.mp4")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err == f"phyprompt generate: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

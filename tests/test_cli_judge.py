@@ -99,7 +99,7 @@ def test_a_failing_server_is_one_error_line_and_no_scores(videos, monkeypatch, c
     finally:
         server.close()
     assert code == 1 and out == ""
-    assert len(err.splitlines()) == 1 and err.startswith("phyprompt: error: ") and message in err
+    assert len(err.splitlines()) == 1 and err.startswith("phyprompt judge: error: ") and message in err
 
 
 @pytest.mark.parametrize("make_args, status_code, message", [
@@ -116,18 +116,26 @@ def test_a_failing_server_is_one_error_line_and_no_scores(videos, monkeypatch, c
     (lambda v, d, tmp: [*v, "--captions", tmp / "one.txt", "--judge", d], 2,
      "phyprompt judge: error: {tmp}/one.txt holds 1 captions for 2 videos: give one line per video, in the same order"),
     (lambda v, d, tmp: [v[0], "--caption", " ", "--judge", d], 1,
-     "phyprompt: error: the caption is empty: say what the video should show"),
+     "phyprompt judge: error: the caption is empty: say what the video should show"),
     (lambda v, d, tmp: [tmp / "missing.mp4", "--caption", CAPTION, "--judge", d], 1,
-     "phyprompt: error: no video at {tmp}/missing.mp4"),
+     "phyprompt judge: error: no video at {tmp}/missing.mp4"),
     (lambda v, d, tmp: [v[0], "--caption", CAPTION, "--judge", d, "--rules", tmp / "blank.txt"], 1,
-     "phyprompt: error: {tmp}/blank.txt holds no rules"),
+     "phyprompt judge: error: {tmp}/blank.txt holds no rules"),
+    (lambda v, d, tmp: [*v, "--captions", tmp / "notepad.txt", "--judge", d], 1,  # UTF-16 without a BOM
+     "phyprompt judge: error: {tmp}/notepad.txt: looks like UTF-16 or UTF-32 text (78 of its 156 bytes are NUL); "
+     "save the file as UTF-8"),
+    (lambda v, d, tmp: [*v, "--captions", tmp / "nul.txt", "--judge", d], 1,
+     "phyprompt judge: error: {tmp}/nul.txt:2: U+0000 (NUL) at column 7; prompt, caption and training files must "
+     "be plain text: delete the character"),
     (lambda v, d, tmp: [v[0], "--caption", CAPTION, "--judge", tmp], 1,
-     "phyprompt: error: {tmp} has no config.json, so it is not a Hugging Face model folder"),
+     "phyprompt judge: error: {tmp} has no config.json, so it is not a Hugging Face model folder"),
 ])
 def test_bad_arguments_exit_2_and_bad_input_exits_1_with_one_line(vlm_dir, videos, tmp_path, capsys, make_args,
                                                                   status_code, message):
     (tmp_path / "one.txt").write_text(CAPTION + "\n")
     (tmp_path / "blank.txt").write_text("\n  \n")
+    (tmp_path / "notepad.txt").write_text(f"{CAPTION}\n{CAPTION}\n", encoding="utf-16-le")
+    (tmp_path / "nul.txt").write_text(f"{CAPTION}\nA ball\x00 falls.\n")
     try:
         code = cli.main(["judge", *map(str, make_args(videos, vlm_dir, tmp_path))])
     except SystemExit as exit:  # argparse's errors
@@ -148,7 +156,7 @@ def test_the_autoeval_folder_is_opened_as_the_videophy2_judge(videos, tmp_path, 
     [row] = [json.loads(line) for line in out.splitlines()]
     assert row["judge"] == "videophy2" and row["frames"] == 9 and 1 <= row["sa"]["expected"] <= 5
     code, out, err = judge(capsys, videos[0], "--caption", CAPTION, "--judge", folder, "--frames", "8", "--quiet")
-    assert code == 1 and err == ("phyprompt: error: VideoPhy-2's AutoEval always looks at the 32 frames it was "
+    assert code == 1 and err == ("phyprompt judge: error: VideoPhy-2's AutoEval always looks at the 32 frames it was "
                                  "trained on: leave out the frame count\n")
 
 
@@ -157,8 +165,8 @@ def test_a_folder_of_another_model_exits_1(tiny_refiner_dir, videos):
                           "--judge", tiny_refiner_dir], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.strip() == (
-        f"phyprompt: error: {tiny_refiner_dir} holds a model with model_type 'qwen2' (Qwen2ForCausalLM), which is "
-        "not a judge this version knows: give VideoPhy-2's AutoEval folder (videophysics/videophy_2_auto), a "
+        f"phyprompt judge: error: {tiny_refiner_dir} holds a model with model_type 'qwen2' (Qwen2ForCausalLM), which "
+        "is not a judge this version knows: give VideoPhy-2's AutoEval folder (videophysics/videophy_2_auto), a "
         "video-language model folder (Qwen2.5-VL, Qwen3-VL, Cosmos-Reason2) or an OpenAI-compatible server's "
         "http(s) address")
 

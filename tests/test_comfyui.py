@@ -31,6 +31,8 @@ pytestmark = pytest.mark.comfyui
 
 LOAD, REFINE, REFINE_LIST = "PhyPromptLoadRefiner", "PhyPromptRefine", "PhyPromptRefineList"
 LOAD_VIDEO, SAMPLER = "PhyPromptLoadCogVideoX", "PhyPromptCogVideoXSampler"
+LOAD_VIDEOCRAFTER2 = "PhyPromptLoadVideoCrafter2"
+VIDEOCRAFTER2_YAML = "tiny-videocrafter2.yaml"  # in models/configs: the YAML of renamed.ckpt (models/videocrafter)
 LOAD_JUDGE, JUDGE, VARIANTS, PICK_BEST = "PhyPromptLoadJudge", "PhyPromptJudge", "PhyPromptRefineVariants", \
     "PhyPromptPickBest"
 AUTOEVAL = "videophy_2_auto"  # the folder name the Best-of-N workflow uses
@@ -76,6 +78,10 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     shutil.copytree(video / "CogVideoX-2b", video / "incomplete", ignore=shutil.ignore_patterns("transformer"))
     # VideoCrafter2: a tiny model.ckpt (and model.yaml) in the original layout, as the release is downloaded
     write_tiny_videocrafter2(server.models_dir / "videocrafter" / "model.ckpt")
+    # ... the same checkpoint under another name, without a YAML beside it: its YAML is in ComfyUI's models/configs
+    shutil.copy(server.models_dir / "videocrafter" / "model.ckpt", server.models_dir / "videocrafter" / "renamed.ckpt")
+    (server.models_dir / "configs").mkdir(parents=True, exist_ok=True)
+    shutil.copy(server.models_dir / "videocrafter" / "model.yaml", server.models_dir / "configs" / VIDEOCRAFTER2_YAML)
     # LaVie: a tiny lavie_base.pt and Stable Diffusion 1.4 folder in the release layouts, under the workflow's names
     write_tiny_lavie(server.models_dir / "LaVie" / "lavie_base.pt", video / "stable-diffusion-v1-4")
     shutil.copytree(video / "CogVideoX-2b", video / "not-cogvideox")
@@ -873,13 +879,17 @@ def test_a_linked_model_name_is_left_to_the_node(server, graph):
     (dict(height=24), "height 24 is not a multiple of 16"),
     (dict(frames=5), "1 + 8·k frames"),
     (dict(frames=10), "1 + 8·k frames"),
+    (dict(frames=0), "frames must be at least 1, not 0"),  # the range, checked by the description for core
     (dict(positive=""), "the prompt is empty"),
     (dict(positive=" \n\t "), "the prompt is empty"),
-], ids=["width 40", "height 24", "frames 5", "frames 10", "empty prompt", "blank prompt"])
-def test_impossible_video_settings_are_a_clear_node_error(server, overrides, message):
-    error = execution_error(server.run(video_graph(**overrides)))
-    assert error["node_type"] == SAMPLER and message in error["exception_message"], error["exception_message"]
-    assert error["exception_type"].endswith("VideoSettingsError")
+], ids=["width 40", "height 24", "frames 5", "frames 10", "frames 0", "empty prompt", "blank prompt"])
+def test_impossible_video_settings_are_refused_when_queued(server, overrides, message):
+    """Refused at queue time, as the CLI refuses them before it loads anything: the loader never runs."""
+    status, body = server.queue(video_graph(**overrides))
+    assert status == 400, body
+    errors = body["node_errors"]["2"]["errors"]
+    assert errors and all(message in e["details"] for e in errors), errors
+    assert list(body["node_errors"]) == ["2"]
     assert_healthy(server)
 
 
@@ -892,6 +902,31 @@ def test_video_load_failures_are_one_clear_node_error(server, load, message, kin
     error = execution_error(server.run(video_graph(load=load)))
     assert error["node_type"] == LOAD_VIDEO and message in error["exception_message"], error["exception_message"]
     assert error["exception_type"].endswith(kind)
+    assert_healthy(server)
+
+
+def test_videocrafter2_loader_takes_its_config_from_models_configs(server):
+    """The loader's `config` input is optional and after the saved widgets (workflows saved without it load with
+    `auto`: the YAML beside the checkpoint); it lists models/configs, and a checkpoint whose YAML is not beside
+    it loads with the one picked there instead of the official architecture."""
+    load = server.get("/object_info")[LOAD_VIDEOCRAFTER2]
+    assert list(load["input"]["required"]) == ["model", "dtype", "device"]
+    assert list(load["input"]["optional"]) == ["config"] and load["input_order"]["optional"] == ["config"]
+    config = load["input"]["optional"]["config"][1]
+    assert config["default"] == "auto" and config["options"][0] == "auto" and VIDEOCRAFTER2_YAML in config["options"]
+
+    def graph(**loader):
+        sampler = dict(video_model=["1", 0], positive="a red ball bounces", negative="", seed=0, guidance=12.0,
+                       scheduler="ddim") | VIDEOCRAFTER2_SMALL
+        return {"1": {"class_type": LOAD_VIDEOCRAFTER2,
+                      "inputs": dict(model="renamed.ckpt", dtype="auto", device="auto") | loader},
+                "2": {"class_type": "PhyPromptVideoCrafter2Sampler", "inputs": sampler},
+                "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 2]}}}
+
+    error = execution_error(server.run(graph()))  # auto: no renamed.yaml, so the release's ViT-H-14, which it is not
+    assert error["node_type"] == LOAD_VIDEOCRAFTER2, error
+    assert "width 1024 (the checkpoint's: 64)" in error["exception_message"], error["exception_message"]
+    assert server.run(graph(config=VIDEOCRAFTER2_YAML))["status"]["status_str"] == "success"
     assert_healthy(server)
 
 

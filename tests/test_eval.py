@@ -18,7 +18,8 @@ from phyprompt import cli
 from phyprompt.evaluation.cache import Cache, key
 from phyprompt.evaluation.prompt_sets import MAX_CAPTION_CHARS, PromptSetError, load_prompt_set
 from phyprompt.evaluation.statistics import paired_difference, per_prompt, rate
-from phyprompt_toy_backend import ToyBackend, write_toy_model
+from phyprompt.prompt_lists import PromptListError
+from phyprompt_toy_backend import WORD_LIMIT, ToyBackend, write_toy_model
 from support.chat_server import ChatServer, answer, per_prompt as reply_per_prompt, status
 
 CAPTIONS = ["a cat jumps onto a table", "water pours into a glass", "a ball rolls down a ramp"]
@@ -104,6 +105,45 @@ def test_videophy2_tables_one_item_per_caption_hard_subset_and_missing_columns(t
     (tmp_path / "nohard.csv").write_text("caption\na cat\n")
     with pytest.raises(PromptSetError, match="missing column is_hard"):
         load_prompt_set(tmp_path / "nohard.csv", hard=True)
+
+
+def test_a_prompt_set_that_is_not_plain_text_is_refused_naming_the_row(tmp_path, capsys):
+    fix = "prompt, caption and training files must be plain text: delete the character"
+    table = tmp_path / "test.csv"
+    table.write_text("caption,category\na cat jumps,sports\nwater\x00 pours,fluid\n")
+    with pytest.raises(PromptListError) as error:
+        load_prompt_set(table)
+    assert str(error.value) == f"{table}:3: U+0000 (NUL) at column 6; {fix}"
+    jsonl = tmp_path / "test.jsonl"
+    jsonl.write_text(json.dumps({"caption": "a cat jumps", "category": "sports\x85"}) + "\n")  # an escape
+    with pytest.raises(PromptListError) as error:
+        load_prompt_set(jsonl)
+    assert str(error.value) == f"{jsonl}: line 1, category: U+0085 (a control character) at character 7; {fix}"
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as parquet
+
+    parquet.write_table(pyarrow.table({"caption": ["a cat jumps", "water\x07 pours"]}), tmp_path / "test.parquet")
+    with pytest.raises(PromptListError, match=r"test\.parquet: row 2, caption: U\+0007 \(a control character\) at "
+                                              r"character 6; "):
+        load_prompt_set(tmp_path / "test.parquet")
+    (tmp_path / "notepad.txt").write_text("a cat jumps\n", encoding="utf-16")
+    with pytest.raises(PromptListError, match=r"notepad\.txt: UTF-16 text \(it starts with a UTF-16 byte-order mark\); "
+                                              "save the file as UTF-8"):
+        load_prompt_set(tmp_path / "notepad.txt")
+
+
+def test_every_error_of_eval_names_the_command_whatever_its_status(tmp_path, capsys):
+    """One form, argparse's own for a subcommand: `phyprompt eval: error:` for bad input (1) as for bad
+    arguments (2)."""
+    (tmp_path / "prompts.txt").write_text("a cat jumps\nwater\x00 pours\n")
+    for prompts, backend, status_code in (("prompts.txt", "toy", 1), ("missing.txt", "toy", 1),
+                                          ("test.csv", "nope", 2)):
+        (tmp_path / "test.csv").write_text("caption\na cat jumps\n")
+        code = cli.main(["eval", str(tmp_path / prompts), "--backend", backend, str(tmp_path), "--judge",
+                         str(tmp_path), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == status_code and err.startswith("phyprompt eval: error: ") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_limit_is_a_fixed_sample_that_ignores_file_order(tmp_path):
@@ -254,6 +294,24 @@ def test_end_to_end_outputs_and_a_cached_rerun_renders_nothing(models, prompts, 
     assert printed.startswith(table) and (out / "table.txt").read_text() == table
 
 
+def test_the_tokens_column_is_the_loaded_models_limit_not_the_targets(models, prompts, reference, tmp_path, renders,
+                                                                     capsys):
+    """The toy backend writes for the `generic` target (a nominal 226 tokens), but its model reads 8 words: the
+    refined prompt's 12 words are cut, and the table says so, also when every video comes from the cache."""
+    from phyprompt.targets import get_target
+    from support.tiny_refiner import TRAINED_PROMPT
+
+    assert get_target(ToyBackend.info.target).token_limit == 226 and len(TRAINED_PROMPT.split()) == 12 > WORD_LIMIT
+    out, _ = reference
+    code, _, err = evaluate(models, prompts, tmp_path / "out", *REFERENCE_SEEDS, "--cache", out / "cache",
+                            capsys=capsys)
+    assert code == 0 and renders == [], err  # no model loaded: the limit comes from the videos' records
+    for folder in (out, tmp_path / "out"):
+        assert [(r["refiner"], r["token_limit"], r["over_budget"]) for r in rows(folder)] == [
+            ("original", WORD_LIMIT, 0), ("tiny", WORD_LIMIT, 3)]
+        assert " 12/8 " in (folder / "table.txt").read_text()
+
+
 def test_a_refiner_added_later_renders_only_its_own_videos(models, prompts, tmp_path, renders, capsys):
     code, _, err = evaluate(models, prompts, tmp_path / "out", refiner=False, capsys=capsys)
     assert code == 0, err
@@ -351,3 +409,39 @@ def test_an_api_refiner_failing_for_some_prompts_falls_back_and_counts(models, p
 def test_bad_arguments(models, prompts, tmp_path, capsys, extra, message):
     code, _, err = evaluate(models, prompts, tmp_path / "out", *extra, refiner=False, capsys=capsys)
     assert code == 2 and message in err
+
+
+def test_render_settings_no_model_can_render_fail_before_any_model_loads(models, prompts, tmp_path, monkeypatch,
+                                                                       capsys):
+    """A size the toy's description refuses is a bad argument before the refiner, a tokenizer or the video
+    model is loaded, not after the refinement stage."""
+    from phyprompt.refiners.local import LocalRefiner
+
+    def loaded(*args, **kwargs):
+        pytest.fail("a model was loaded before the render settings were checked")
+
+    for owner in (ToyBackend, LocalRefiner):
+        monkeypatch.setattr(owner, "load", classmethod(loaded))
+    monkeypatch.setattr(ToyBackend, "load_token_counter", classmethod(loaded))
+    code, printed, err = evaluate(models, prompts, tmp_path / "out", "--size", "12x8", capsys=capsys)
+    assert code == 2 and printed == "" and err == "phyprompt eval: error: toy sizes are multiples of 8\n"
+
+
+def test_videos_are_cached_with_the_8bit_levels_the_backend_describes(models, prompts, tmp_path, monkeypatch,
+                                                                     renders, capsys):
+    from phyprompt.evaluation.cache import eight_bit_part
+    from phyprompt.video import EightBit
+
+    conversions, put_video = [], Cache.put_video
+
+    def recorded(self, key, frames, fps, record=None, **options):
+        conversions.append(options.get("eight_bit"))
+        return put_video(self, key, frames, fps, record, **options)
+
+    monkeypatch.setattr(Cache, "put_video", recorded)
+    code, _, err = evaluate(models, prompts, tmp_path / "out", refiner=False, capsys=capsys)
+    assert code == 0, err
+    assert len(renders) == 3 and conversions == [ToyBackend.info.eight_bit] * 3
+    # the conversion is part of a video's key, except the default one (keys from before it was stay valid)
+    assert eight_bit_part(EightBit()) == eight_bit_part(EightBit("nearest")) == {}
+    assert eight_bit_part(ToyBackend.info.eight_bit) == {"eight_bit": {"rounding": "truncate", "dtype": "float32"}}

@@ -4,9 +4,11 @@ the original mPLUG-Owl-Video code is checked outside the suite (it needs transfo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,11 +16,13 @@ import torch
 
 from phyprompt.checkpoints import CheckpointError, CheckpointMismatchError, ModelFolderError
 from phyprompt.judges import judge_class
-from phyprompt.judges.frames import CLIP_MEAN, CLIP_STD, autoeval_pixels, sample_frames, sample_indices
+from phyprompt.judges.frames import (CLIP_MEAN, CLIP_STD, autoeval_frames, autoeval_pixels, sample_frames,
+                                     sample_indices)
 from phyprompt.judges.scores import RULE_VALUES, expected_score, parse_score
 from phyprompt.judges.templates import (PC_TEMPLATE, RULE_TEMPLATE, SA_TEMPLATE, VIDEO_PLACEHOLDER, pc_prompt,
                                         rule_prompt, sa_prompt, split_template)
 from phyprompt.progress import Cancelled
+from phyprompt.video.writer import read_video, scale_frames, write_video
 
 ANSWER_STEPS = 4  # random weights rarely say </s>: a few tokens per answer keep the tests fast
 
@@ -35,6 +39,14 @@ def judge(tiny_folder):
     return judge_class("videophy2").load(tiny_folder, device="cpu", precision="fp32", max_length=ANSWER_STEPS)
 
 
+# A 2-frame 320×192 H.264 yuv420p clip of saturated 16 px colour blocks (phyprompt's writer: BT.709, crf 19)
+# and the SHA-256 of the frames decord 0.6.0 (FFmpeg 4.1.6), the reference's reader, returns for it:
+# `VideoReader(path, width=224, height=224).get_batch([0, 1]).asnumpy()`, uint8 [2, 224, 224, 3].
+# benchmarks/judge_decode.py compares more sizes and patterns with decord itself.
+DECORD_CLIP = os.path.join(os.path.dirname(__file__), "data", "videophy2", "colour_blocks_320x192.mp4")
+DECORD_SHA256 = "42a1499439900057d04046a969a97b6f54c84729992c0d712a52b8370f63ef2e"
+
+
 def copy_folder(src: str, tmp_path) -> str:
     dst = str(tmp_path / "copy")
     shutil.copytree(src, dst)
@@ -43,6 +55,24 @@ def copy_folder(src: str, tmp_path) -> str:
 
 def clip(frames: int, height: int = 40, width: int = 56, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+
+
+def colour_edges(frames: int, height: int, width: int) -> np.ndarray:
+    """Saturated red, green and blue stripes 7 px wide, moving 3 px a frame: sharp colour edges everywhere."""
+    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255)], dtype=np.uint8)
+    x = np.arange(width)
+    return np.stack([np.broadcast_to(colours[((x + 3 * t) // 7) % 3], (height, width, 3)) for t in range(frames)])
+
+
+def ffmpeg_scaled(args: list[str], data: bytes = b"") -> np.ndarray:
+    """RGB frames at 224×224 from the ffmpeg program (imageio-ffmpeg's build, not PyAV's libraries) given the
+    filter decord builds, `scale=224:224:flags=bilinear` to rgb24."""
+    import imageio_ffmpeg  # a test dependency (tests/requirements.txt): fail, don't skip, without it
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args, "-vf", "scale=224:224:flags=bilinear",
+               "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+    output = subprocess.run(command, input=data, check=True, capture_output=True).stdout
+    return np.frombuffer(output, dtype=np.uint8).reshape(-1, 224, 224, 3)
 
 
 # ------------------------------------------------------------------------------------------- frames
@@ -85,6 +115,50 @@ def test_sample_frames_from_float_uint8_and_file(tmp_path):
     assert total == 12 and from_file.shape == (32, 40, 56, 3)
     with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
         sample_frames(np.zeros((4, 8, 8), dtype=np.uint8))
+
+
+def test_a_file_is_decoded_as_decord_decodes_it():
+    decoded = read_video(DECORD_CLIP, size=(224, 224))[0]
+    assert decoded.shape == (2, 224, 224, 3)
+    assert hashlib.sha256(decoded.tobytes()).hexdigest() == DECORD_SHA256
+    frames, total = autoeval_frames(DECORD_CLIP)
+    assert total == 2 and np.array_equal(frames, decoded[sample_indices(2)])
+    # Converting to RGB at full size first (what the judge did) loses what scaling the YUV planes keeps.
+    rgb_first = scale_frames(read_video(DECORD_CLIP)[0], (224, 224))
+    assert np.abs(rgb_first.astype(int) - decoded).max() > 100
+
+
+@pytest.mark.parametrize("width, height", [(512, 320), (720, 480), (96, 160), (333, 197), (224, 224)])
+def test_file_frames_are_ffmpegs_scale_filter_on_the_yuv_planes(tmp_path, width, height):
+    # shrunk, enlarged, odd (the writer pads it to even) and the judge's own size, which is only converted
+    path = write_video(colour_edges(3, height, width), 8, tmp_path / "edges.mp4")
+    frames = read_video(path, size=(224, 224))[0]
+    assert np.array_equal(frames, ffmpeg_scaled(["-i", str(path)]))
+    if (width, height) != (224, 224):
+        assert np.abs(scale_frames(read_video(path)[0], (224, 224)).astype(int) - frames).max() > 50
+
+
+def test_file_frames_keep_the_frame_count_and_the_sampled_moments(tmp_path):
+    levels = np.linspace(0, 255, 50).astype(np.uint8)  # every frame one flat grey, 5 levels from the next
+    path = write_video(np.broadcast_to(levels[:, None, None, None], (50, 64, 96, 3)), 8, tmp_path / "greys.mp4")
+    frames, total = autoeval_frames(str(path))
+    assert total == 50 == len(read_video(path)[0]) and frames.shape == (32, 224, 224, 3)
+    nearest = np.abs(frames.mean(axis=(1, 2, 3))[:, None] - levels[None, :]).argmin(axis=1)
+    assert nearest.tolist() == sample_indices(50)  # each sampled frame is the one its index names
+
+
+def test_frames_in_memory_are_squashed_by_the_same_filter_on_rgb(tmp_path):
+    video = clip(12)
+    frames, total = autoeval_frames(video)
+    assert total == 12 and np.array_equal(frames, video[sample_indices(12)])
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "56x40", "-i", "-"]
+    expected = autoeval_pixels(ffmpeg_scaled(raw, np.ascontiguousarray(frames).tobytes()))
+    assert torch.equal(autoeval_pixels(frames), expected)
+    # an RGB file (lossless WebP) gives what its frames in memory give
+    path = write_video(video, 8, tmp_path / "clip.webp", lossless=True)
+    assert torch.equal(autoeval_pixels(autoeval_frames(str(path))[0]), expected)
+    with pytest.raises(ValueError, match="width, height"):
+        read_video(path, size=(224, 0))
 
 
 def test_pixels_at_224_are_clip_normalised_exactly():
@@ -264,6 +338,11 @@ def test_progress_after_each_video_and_cancel_between_batches(judge):
     with pytest.raises(Cancelled):
         judge.judge(videos, ["a ball"] * 5, batch_size=2, progress=progress)
     assert calls == [(1, 5), (2, 5)]  # the first batch finished; the next never started
+
+
+def test_a_file_is_judged_on_decords_pixels(judge):
+    decoded = read_video(DECORD_CLIP, size=(224, 224))[0]
+    assert judge.judge([DECORD_CLIP], ["a ball"]) == judge.judge([decoded], ["a ball"])
 
 
 def test_one_and_a_thousand_frames(judge):

@@ -90,6 +90,26 @@ def test_a_stable_diffusion_checkpoint_is_not_lavie(files, tmp_path, prefix):
         load_backend("lavie", str(tmp_path / "v1-4.ckpt"), device="cpu", sd_folder=files["sd"])
 
 
+def test_a_videocrafter2_checkpoint_is_named_as_such(files, tmp_path):
+    """VideoCrafter2's model.ckpt has no attn_temp either, but it is no image checkpoint: say what it is."""
+    from support.tiny_videocrafter2 import write_tiny_videocrafter2
+
+    path = write_tiny_videocrafter2(tmp_path / "model.ckpt")
+    with pytest.raises(VideoModelError) as error:
+        load_backend("lavie", path, device="cpu", sd_folder=files["sd"])
+    assert str(error.value) == ("model.ckpt is a VideoCrafter2 checkpoint (text-to-video, with an OpenCLIP text "
+                                "encoder), not LaVie's lavie_base.pt (YaohuiW/LaVie): load it with the videocrafter2 "
+                                "backend")
+
+
+def test_a_file_without_a_unet_is_not_called_stable_diffusion(files, tmp_path):
+    torch.save({"text_model.embeddings.token_embedding.weight": torch.zeros(8, 4)}, tmp_path / "encoder.pt")
+    with pytest.raises(VideoModelError) as error:
+        load_backend("lavie", str(tmp_path / "encoder.pt"), device="cpu", sd_folder=files["sd"])
+    assert str(error.value) == ("encoder.pt has no temporal attention layers (attn_temp), so it is not LaVie's "
+                                "lavie_base.pt (YaohuiW/LaVie)")
+
+
 def _sd_copy(files, tmp_path, edit=None, remove=None):
     folder = tmp_path / "sd"
     shutil.copytree(files["sd"], folder)

@@ -89,5 +89,60 @@ def test_missing_folder_and_non_utf8_files(tmp_path):
     with pytest.raises(PromptListError, match="cannot read .*: Is a directory"):
         read_prompt_list(tmp_path)
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
-    with pytest.raises(PromptListError, match=r"latin1\.txt: not UTF-8 text"):
+    with pytest.raises(PromptListError, match=r"latin1\.txt:1: not UTF-8 text \(byte 0xE9 at column 4\); save the "
+                                              "file as UTF-8"):
         read_prompt_list(tmp_path / "latin1.txt")
+
+
+# --- plain text only: the rule every reader of prompt, caption and training files shares ----------
+
+FIX = "prompt, caption and training files must be plain text: delete the character"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("p.txt", "a cat jumps\r\nwater \x00pours\r\n", "p.txt:2: U+0000 (NUL) at column 7"),
+    ("p.txt", "a cat jumps\rwater pours\x1b[31m\n", "p.txt:2: U+001B (a control character) at column 12"),
+    ("p.txt", "a cat\x7f jumps\n", "p.txt:1: U+007F (DEL) at column 6"),
+    ("p.txt", "a cat\x85 jumps\n", "p.txt:1: U+0085 (a control character) at column 6"),  # C1 (NEL)
+    ("p.txt", "a cat\x0c jumps\n", "p.txt:1: U+000C (a control character) at column 6"),  # a form feed
+    ("p.csv", "id,caption\n1,a cat\n2,water\x07 pours\n", "p.csv:3: U+0007 (a control character) at column 8"),
+    # raw, JSON rejects it as syntax; escaped, only the decoded value shows it
+    ("p.jsonl", '"a cat"\n"water \x01 pours"\n', "p.jsonl:2: U+0001 (a control character) at column 8"),
+    ("p.jsonl", '"a cat"\n{"caption": "water \\u0000 pours"}\n', "p.jsonl:2: U+0000 (NUL) at character 7"),
+    ("p.json", '["a cat", "water \\u001b pours"]', "p.json: item 2: U+001B (a control character) at character 7"),
+    ("p.json", '["a cat \\ud800"]', "p.json: item 1: U+D800 (a lone surrogate) at character 7"),
+])
+def test_control_characters_are_refused_naming_the_line_and_the_character(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    with pytest.raises(PromptListError) as error:
+        read_prompt_list(path)
+    assert str(error.value) == f"{tmp_path}/{message}; {FIX}"
+
+
+def test_tabs_and_any_line_end_are_text(tmp_path):
+    path = write(tmp_path / "p.txt", "a cat\tjumps\r\nwater pours\rice\u2028melts\n")
+    assert read_prompt_list(path) == ["a cat\tjumps", "water pours", "ice", "melts"]
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("utf-16-le", "looks like UTF-16 or UTF-32 text (50 of its 100 bytes are NUL)"),  # Notepad's "Unicode", no BOM
+    ("utf-16-be", "looks like UTF-16 or UTF-32 text (50 of its 100 bytes are NUL)"),
+    ("utf-16", "UTF-16 text (it starts with a UTF-16 byte-order mark)"),
+    ("utf-32", "UTF-32 text (it starts with a UTF-32 byte-order mark)"),
+])
+def test_utf16_and_utf32_are_refused_with_or_without_a_byte_order_mark(tmp_path, encoding, message):
+    path = write(tmp_path / "captions.txt", "\n".join(PROMPTS[:2]) + "\n", encoding=encoding)
+    with pytest.raises(PromptListError) as error:
+        read_prompt_list(path)
+    assert str(error.value) == f"{path}: {message}; save the file as UTF-8"
+
+
+def test_stdin_follows_the_same_rule():
+    piped = io.TextIOWrapper(io.BytesIO("a cat jumps\n".encode("utf-16-le")), encoding="utf-8")
+    with pytest.raises(PromptListError, match=r"^stdin: looks like UTF-16"):
+        read_prompt_list(piped)
+    with pytest.raises(PromptListError, match=r"^stdin:2: U\+0000 \(NUL\) at column 3"):
+        read_prompt_list(io.StringIO("a cat\nwa\x00ter\n"))
+    utf8 = io.TextIOWrapper(io.BytesIO("\ufeffa cat jumps\n猫が跳ぶ 🐱\n".encode("utf-8")), encoding="utf-8")
+    assert read_prompt_list(utf8) == ["a cat jumps", "猫が跳ぶ 🐱"]

@@ -133,6 +133,28 @@ def test_malformed_lines_are_reported_and_the_rest_kept(tmp_path, capsys):
     assert "2 rows read (2 lavie); 2 problems" in out.err
 
 
+def test_rows_that_are_not_plain_text_are_bad_rows_and_a_utf16_file_is_refused(tmp_path, capsys):
+    raw = json.dumps(row(2)).replace("rolls off", "rolls\x7f off")  # json.dumps leaves DEL as it is
+    data = write_jsonl(tmp_path / "d.jsonl", [
+        row(1), raw, row(3, reasoning="The ball \u0000 falls."), row(4, laws=["gravity", "drag\x1b[0m"]), row(5)])
+    loaded = read_examples([data])
+    assert [e.id for e in loaded.examples] == ["t-001", "t-005"]
+    assert [str(p) for p in loaded.problems] == [
+        f"{data}:2: U+007F (DEL) at column {raw.index(chr(0x7f)) + 1}; the line must be plain text",
+        f"{data}:3: field 'reasoning' holds U+0000 (NUL) at character 10; it must be plain text",
+        f"{data}:4: field 'laws' holds U+001B (a control character) at character 5; it must be plain text"]
+    wide = tmp_path / "wide.jsonl"
+    wide.write_bytes(json.dumps(row(1)).encode("utf-16-le"))
+    assert [str(p) for p in read_examples([wide]).problems] == [
+        f"{wide}: looks like UTF-16 or UTF-32 text ({len(json.dumps(row(1)))} of its {2 * len(json.dumps(row(1)))} "
+        "bytes are NUL); save the file as UTF-8"]
+    assert data_main(["validate", str(data)]) == 1
+    # a list of prompts to keep apart (--exclude) is read by the same rule
+    (tmp_path / "heldout.txt").write_text("a cat\x00 jumps\n")
+    assert data_main(["validate", str(tmp_path / "d.jsonl"), "--exclude", str(tmp_path / "heldout.txt")]) == 1
+    assert "heldout.txt:1: U+0000 (NUL) at column 6" in capsys.readouterr().err
+
+
 def test_validate_counts_with_a_real_tokenizer_when_given(tmp_path, tiny_refiner_dir):
     data = write_jsonl(tmp_path / "d.jsonl", [row(1)])
     assert data_main(["validate", str(data), "--tokenizer", f"lavie={tiny_refiner_dir}"]) == 0
@@ -204,6 +226,33 @@ def test_videophy2_builder_reads_parquet_with_list_columns(tmp_path):
     result = from_videophy2(tmp_path / "train.parquet", target="cogvideox")
     assert [(e.user_prompt, e.laws) for e in result.examples] == [
         ("A skier turns on a slope", ("Snow sprays away from the turning skis",))]
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.parquet", "explicit_prompts.json"])
+def test_builders_refuse_a_source_that_is_not_plain_text(tmp_path, name):
+    caption, upsampled = "A hammer hits a nail", "A hammer \x1b strikes a nail, driving it into the plank."
+    path = tmp_path / name
+    if name.endswith(".json"):  # an escape in JSON: only the decoded value shows it
+        path.write_text(json.dumps([{"caption": caption, "physical_laws": "Momentum.", "main_category": "Mechanics",
+                                     "sub_category": "Impact", "explicit_caption": upsampled}]))
+        where, build = "item 1, explicit_caption", from_phygenbench
+    elif name.endswith(".parquet"):
+        pyarrow = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pyarrow.table({"caption": [caption], "upsampled_caption": [upsampled],
+                                      "physics_rules_followed": [["The nail \x00 moves"]]}), path)
+        where, build = "row 1, upsampled_caption", from_videophy2
+    else:
+        path.write_text(f"caption,upsampled_caption\n{caption},{upsampled}\n")
+        where, build = None, from_videophy2
+    with pytest.raises(ValueError) as error:
+        build(path)
+    message = str(error.value)
+    if where:
+        assert message.startswith(f"{path}: {where}: U+001B (a control character) at character 10; "), message
+    else:  # CSV has no escapes: the file's text shows it, by line and column
+        assert message.startswith(f"{path}:2: U+001B (a control character) at column 31; "), message
 
 
 # --- teacher generation -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Stage 2 (train.grpo): the curriculum schedules, every reward on good and malformed rewrites, the
-video-level reward on a tiny backend and judge (caching, failures, per-rank device), recipe checks, and a
-tiny GRPO run that resumes exactly where it stopped."""
+video-level reward on a tiny backend and judge (caching, failures, per-rank device), recipe checks, and tiny
+GRPO runs that resume exactly where they stopped, in any epoch and on two processes."""
 
 import json
 import logging
@@ -199,6 +199,24 @@ def test_an_unreadable_judge_answer_is_the_lowest_score():
     assert video_rewards._unit(Answer(score=0, expected=None, text="I cannot tell")) == 0.0
     assert video_rewards._unit(Answer(score=5, expected=None, text="5")) == 1.0
     assert video_rewards._unit(Answer(score=3, expected=3.5, text="3")) == pytest.approx(0.625)
+
+
+def test_the_video_reward_caches_videos_with_the_8bit_levels_the_backend_describes(video_options, tmp_path,
+                                                                                    monkeypatch):
+    from phyprompt.evaluation.cache import Cache
+    from phyprompt.video import backend_info
+
+    conversions, put_video = [], Cache.put_video
+
+    def recorded(self, key, frames, fps, record=None, **options):
+        conversions.append(options.get("eight_bit"))
+        return put_video(self, key, frames, fps, record, **options)
+
+    monkeypatch.setattr(Cache, "put_video", recorded)
+    scorer = video_rewards.VideoScorer(RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path)}))
+    prompt = "A blue cube slides across ice."
+    assert list(scorer._videos({scorer.video_key(prompt): prompt}).values())[0].endswith(".mp4")
+    assert conversions == [backend_info("toy").eight_bit]  # the toy's "original" truncates
 
 
 def test_each_rank_renders_on_its_own_gpu(video_options, monkeypatch):
@@ -401,6 +419,123 @@ def test_a_stopped_run_resumes_exactly_like_an_uninterrupted_one(trained_refiner
     assert manifest["stage"] == "grpo" and manifest["curriculum"]["schedule"] == "exp"
     assert manifest["rewards"]["semantic"] == "curriculum" and manifest["rewards"]["format"] == 0.5
     assert (tmp_path / "whole" / "rewards.png").is_file()
+
+
+def three_epochs(folder, prompts):
+    """A three-epoch run of the CLI on the first `prompts` seed rows: (the rows, the command for an output
+    folder). With seed 0 the first step after each checkpoint in the tests below takes other prompts in
+    epoch 1's order than in its own epoch's, so a resume that replays epoch 1's order fails there."""
+    rows = [json.loads(line) for line in (REPO / "train/data/seed_mechanics.jsonl").read_text().splitlines()[:prompts]]
+    data = folder / "prompts.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def command(out, model, encoder, *launcher):
+        return [*launcher, "-m", "train.grpo", "--config", "train/recipes/smollm2-135m-grpo-cpu.yaml",
+                "--model_name_or_path", model, "--sft_adapter", "", "--semantic_encoder", encoder,
+                "--train_files", str(data), "--output_dir", str(out), "--max_steps", "-1", "--num_train_epochs", "3",
+                "--per_device_train_batch_size", "4", "--max_completion_length", "24", "--learning_rate", "1e-3",
+                "--save_steps", "4", "--seed", "0", "--log_completions", "true"]
+
+    return rows, command
+
+
+def logged_steps(out, rows):
+    """Every step as trl logged it: the rows its prompts come from and its rewrites (log_completions), and
+    its numbers."""
+    import pandas
+
+    rollouts = {}
+    for path in (out / "completions").glob("completions_*.parquet"):
+        table = pandas.read_parquet(path)
+        prompts = [next(i for i, row in enumerate(rows) if row["user_prompt"] in p) for p in table["prompt"]]
+        rollouts[int(path.stem.split("_")[1])] = prompts, table["completion"].tolist()
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    numbers = {e["step"]: {k: v for k, v in e.items() if k != "step_time"} for e in history if "reward" in e}
+    return rollouts, numbers
+
+
+def assert_same_steps(resumed, whole, steps, rows):
+    (rollouts, numbers), (expected, expected_numbers) = logged_steps(resumed, rows), logged_steps(whole, rows)
+    for t in steps:
+        assert rollouts[t][0] == expected[t][0], f"step {t}: other prompts"
+        assert rollouts[t][1] == expected[t][1], f"step {t}: other rewrites"
+        assert numbers[t] == expected_numbers[t], f"step {t}"
+    a, b = adapter_weights(whole), adapter_weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def run_cli(command):
+    import subprocess
+
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_a_run_killed_in_its_second_and_third_epochs_resumes_bitwise(trained_refiner_dir, encoder_dir, tmp_path):
+    """Three epochs of 3 steps (3 prompts, 1 per step), run by the CLI as a user runs it: once through, and
+    once killed (SIGKILL) in epoch 2 after checkpoint-4 and in epoch 3 after checkpoint-8, each time started
+    again with the same command. Every step's prompts and rewrites, every logged number and the final adapter
+    are the uninterrupted run's, bit for bit."""
+    import subprocess
+    import sys
+    import time
+
+    rows, command = three_epochs(tmp_path, 3)
+
+    def train_until_killed(out, checkpoint):
+        """Start the command and kill -9 it once `checkpoint` is complete (its trainer_state.json, written
+        last, parses), i.e. during the step after it."""
+        with open(tmp_path / "killed.log", "w") as log:
+            process = subprocess.Popen(command(out, trained_refiner_dir, encoder_dir, sys.executable), cwd=REPO,
+                                       stdout=subprocess.DEVNULL, stderr=log)
+            try:
+                while True:
+                    assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                    try:
+                        json.loads((out / checkpoint / "trainer_state.json").read_text())
+                        break
+                    except (OSError, ValueError):
+                        time.sleep(0.05)
+            finally:
+                process.kill()
+                process.wait()
+        return (tmp_path / "killed.log").read_text()
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_cli(command(whole, trained_refiner_dir, encoder_dir, sys.executable))
+    assert "resuming" not in train_until_killed(parts, "checkpoint-4")
+    assert f"resuming from {parts / 'checkpoint-4'}" in train_until_killed(parts, "checkpoint-8")
+    assert f"resuming from {parts / 'checkpoint-8'}" in run_cli(command(parts, trained_refiner_dir, encoder_dir,
+                                                                         sys.executable))
+
+    rollouts, numbers = logged_steps(whole, rows)
+    assert sorted(rollouts) == sorted(numbers) == list(range(1, 10))
+    orders = [[rollouts[t][0] for t in range(first, first + 3)] for first in (1, 4, 7)]
+    assert all(sorted(set(sum(order, []))) == list(range(3)) for order in orders)  # every prompt once an epoch
+    assert orders[0] != orders[1] != orders[2]  # in an order of its own
+    assert_same_steps(parts, whole, range(1, 10), rows)
+
+
+def test_two_processes_resume_inside_a_later_epoch_bitwise(trained_refiner_dir, encoder_dir, tmp_path):
+    """On two processes (train/accelerate/cpu.yaml) the loader that skips the trained batches of a resumed
+    epoch reaches the sampler only through set_sampler (see train.grpo.grpo_trainer). The uninterrupted run's
+    checkpoint-4 (epoch 2 of 3 steps of 2 prompts), what a run killed after step 4 leaves, resumed by the
+    same command in another output folder trains steps 5-9 as the uninterrupted run did."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    rows, command = three_epochs(tmp_path, 6)
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", "train/accelerate/cpu.yaml"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_cli(command(whole, trained_refiner_dir, encoder_dir, *launcher))
+    shutil.copytree(whole / "checkpoint-4", resumed / "checkpoint-4")
+    assert f"resuming from {resumed / 'checkpoint-4'}" in run_cli(command(resumed, trained_refiner_dir, encoder_dir,
+                                                                           *launcher))
+    rollouts, _ = logged_steps(whole, rows)
+    assert [len(set(rollouts[t][0])) for t in range(1, 10)] == [2] * 9  # 2 prompts a step, one on each process
+    assert_same_steps(resumed, whole, range(5, 10), rows)
 
 
 def test_rollout_prompts_are_what_the_refiner_sees(tiny_refiner_dir):

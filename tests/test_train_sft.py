@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,6 +252,16 @@ def test_bad_recipes_and_base_models(tmp_path, tiny_refiner_dir, capsys):
 
 
 SFT_RECIPES = sorted(p for p in (ROOT / "train" / "recipes").glob("*.yaml") if "-grpo" not in p.stem)
+
+
+def test_an_error_is_its_one_line_without_the_libraries_notices(tmp_path):
+    """trl's SFTConfig sets gradient_checkpointing, which transformers 5 deprecates: a notice the user can do
+    nothing about, printed before every error and run until the command line silenced it."""
+    recipe = write_recipe(tmp_path, str(tmp_path / "nowhere"), tmp_path / "out")
+    run = subprocess.run([sys.executable, "-m", "train.sft", "--config", recipe], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [f"train.sft: error: refiner folder not found: {tmp_path}/nowhere"], run.stderr
 
 
 @pytest.mark.parametrize("recipe", SFT_RECIPES, ids=lambda p: p.name)

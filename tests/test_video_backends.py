@@ -7,15 +7,18 @@ sampling code is the code that runs the real checkpoints.
 import json
 import os
 import shutil
+from dataclasses import fields
 
+import numpy as np
 import pytest
 import torch
 
 from phyprompt.progress import Cancelled
 from phyprompt.targets import TARGETS
 from phyprompt.video.backend import _REGISTRY
-from phyprompt.video import (DiffusersFolder, SampleRequest, SingleFile, VideoModelError, VideoSettingsError,
-                             backend_names, load_backend)
+from phyprompt.video import (BackendInfo, DiffusersFolder, EightBit, SampleRequest, SingleFile, VideoModelError,
+                             VideoSettingsError, backend_class, backend_names, load_backend)
+from phyprompt.video.writer import read_video, to_uint8, write_video
 from phyprompt_toy_backend import write_toy_model
 from support.tiny_cogvideox import write_tiny_cogvideox
 from support.tiny_lavie import SETTINGS as LAVIE_SETTINGS, write_tiny_lavie_model
@@ -89,6 +92,16 @@ def test_settings_fill_defaults_and_check_the_described_ranges(backend):
         backend.settings(small(backend, steps=top + 1))
 
 
+def test_the_official_settings_pass_the_description_check(backend):
+    settings = type(backend).check_request(SampleRequest(prompt="a ball"))
+    assert settings == {**{s.name: s.default for s in backend.info.settings}, "scheduler": backend.info.schedulers[0]}
+
+
+def test_a_loaded_backend_says_which_float_type_its_8bit_conversion_runs_in(backend):
+    assert backend.eight_bit.dtype != "model"  # the writer refuses "model"
+    assert to_uint8(torch.rand(2, 4, 4, 3), backend.eight_bit).dtype == np.uint8
+
+
 def test_modules_hold_the_weights(backend):
     modules = backend.modules()
     assert modules, "a backend loaded without CPU offload hands its modules to the host's memory management"
@@ -159,6 +172,73 @@ def test_cancel_stops_between_steps_and_the_next_run_works(backend):
 def test_bad_settings_are_one_line_errors(backend, overrides, message):
     with pytest.raises(VideoSettingsError, match=message):
         backend.sample(small(backend, **overrides))
+
+
+# --- 8-bit frames as each original saves them -----------------------------------------------------
+
+def _cogvideox_saved(backend, decoded):
+    """THUDM's demo: the pipeline's PIL frames (diffusers' numpy_to_pil), saved as they are."""
+    [pil] = backend.pipeline.video_processor.postprocess_video(decoded[0], output_type="pil")
+    return np.stack([np.asarray(image) for image in pil])
+
+
+def _videocrafter2_saved(backend, decoded):
+    """scripts/evaluation/funcs.py save_videos on the decoder's frames: float32, clamp, (x + 1) / 2, × 255, cut."""
+    video = torch.clamp(torch.cat(decoded).float(), -1., 1.)  # (t, 3, H, W)
+    video = (video + 1.0) / 2.0
+    return (video * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _lavie_saved(backend, decoded):
+    """base/pipelines/pipeline_videogen.py decode_latents, in the model's own type."""
+    video = torch.cat(decoded).permute(0, 2, 3, 1)
+    return ((video / 2 + 0.5) * 255).add_(0.5).clamp_(0, 255).to(dtype=torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("name, dtype, saved, conversion", [
+    ("cogvideox", "bf16", _cogvideox_saved, EightBit("nearest")),  # CogVideoX-5B's precision
+    # its save path widens to float32 whatever the model's type (fp16, its GPU default, does not run on a CPU)
+    ("videocrafter2", "fp32", _videocrafter2_saved, EightBit("truncate", "float32")),
+    ("lavie", "fp16", _lavie_saved, EightBit("half_up", "float16")),  # the original's precision
+])
+def test_a_written_video_has_the_originals_pixels(name, dtype, saved, conversion, tiny_folders, tiny_components,
+                                                   tmp_path, monkeypatch):
+    """The decoder's output of a real render, saved by the original's code (above) and by the writer with the
+    backend's conversion: the same pixels (a lossless file keeps them)."""
+    backend = load_backend(name, tiny_folders[name], device="cpu", dtype=dtype, **tiny_components[name])
+    assert backend.eight_bit == conversion
+    decoded = []
+    if name == "cogvideox":  # diffusers decodes in tiles and frame batches: what the pipeline post-processes
+        processor = backend.pipeline.video_processor
+        postprocess = processor.postprocess_video
+
+        def spy(video, output_type="np", **kwargs):
+            decoded.append(video)
+            return postprocess(video, output_type=output_type, **kwargs)
+
+        monkeypatch.setattr(processor, "postprocess_video", spy)
+    else:
+        vae = backend.vae if name == "lavie" else backend.model.vae
+        vae.decoder.register_forward_hook(lambda module, args, output: decoded.append(output.detach()))
+    video = backend.sample(small(backend, steps=1))
+    original = saved(backend, decoded)
+    path = write_video(video.frames, video.fps, tmp_path / "video.webp", lossless=True, eight_bit=backend.eight_bit)
+    assert np.array_equal(read_video(path)[0], original)
+    if name != "cogvideox":  # rounding to the nearest level, which the writer did for every backend, is not theirs
+        assert not np.array_equal(to_uint8(video.frames), original)
+
+
+def test_a_backend_that_does_not_say_rounds_to_the_nearest_level(tiny_folders):
+    toy = backend_class("toy")
+
+    class Plugin(toy):  # the toy (which says "truncate") as a plugin that does not say
+        info = BackendInfo(**{f.name: getattr(toy.info, f.name) for f in fields(BackendInfo) if f.name != "eight_bit"})
+
+    backend = Plugin.load(tiny_folders["toy"])
+    frames = backend.sample(small(backend)).frames
+    assert backend.eight_bit == EightBit()
+    assert np.array_equal(to_uint8(frames, backend.eight_bit), np.rint(frames.numpy() * 255).astype(np.uint8))
+    assert not np.array_equal(to_uint8(frames, toy.info.eight_bit), to_uint8(frames, backend.eight_bit))
 
 
 def test_unknown_backend_name():

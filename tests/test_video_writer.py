@@ -9,6 +9,7 @@ import torch
 from phyprompt.video import writer
 from phyprompt.video.writer import (
     SEPARATOR_LEVEL,
+    EightBit,
     read_video,
     side_by_side,
     to_uint8,
@@ -253,6 +254,47 @@ def test_bad_quality_settings_are_refused(tmp_path):
 def test_floats_are_clamped_and_rounded():
     frames = torch.tensor([-0.5, 0.0, 0.5, 1.0, 7.0, 0.1]).reshape(1, 1, 2, 3)
     assert to_uint8(frames).ravel().tolist() == [0, 0, 128, 255, 255, 26]
+
+
+def levels(values, eight_bit, dtype=torch.float32):
+    return to_uint8(torch.tensor(values, dtype=dtype).reshape(1, 1, -1, 1).expand(-1, -1, -1, 3),
+                    eight_bit)[..., 0].ravel().tolist()
+
+
+def test_each_rounding_as_its_original_computes_it():
+    # 0.5 · 255 = 127.5: a tie; 0.1 · 255 = 25.5000004 in float32; 0.999 · 255 = 254.745
+    values = [-0.5, 0.0, 0.5, 0.1, 0.999, 1.0, 7.0]
+    assert levels(values, EightBit("nearest")) == [0, 0, 128, 26, 255, 255, 255]  # halves to even: 127.5 -> 128
+    assert levels(values, EightBit("truncate", "float32")) == [0, 0, 127, 25, 254, 255, 255]
+    assert levels(values, EightBit("half_up", "float32")) == [0, 0, 128, 26, 255, 255, 255]
+    assert levels([2.5 / 255], EightBit("nearest")) == [2] and levels([2.5 / 255], EightBit("half_up", "float32")) == [3]
+
+
+def test_the_float_type_of_the_arithmetic_decides_some_levels():
+    # 1028/2048 is a float16: times 255 it is 127.998046875 exactly, which float16 rounds to 128
+    value = 1028 / 2048
+    assert levels([value], EightBit("truncate", "float32")) == [127]
+    assert levels([value], EightBit("truncate", "float16")) == [128]
+    assert torch.tensor(value, dtype=torch.float16).mul(255).to(torch.uint8).item() == 128  # as torch computes it
+    # bfloat16 rounds 255 + 0.5 to 256: white stays 255 (as the original's clamp after it keeps it), not 0
+    assert levels([1.0], EightBit("half_up", "bfloat16")) == [255]
+
+
+def test_the_default_conversion_is_the_one_from_before_backends_described_theirs():
+    rng = np.random.default_rng(0)
+    for frames in (rng.random((2, 8, 8, 3)), rng.random((2, 8, 8, 3), dtype=np.float32),
+                   torch.rand(2, 8, 8, 3).to(torch.bfloat16)):
+        as_numpy = frames.float().numpy() if isinstance(frames, torch.Tensor) else frames
+        assert np.array_equal(to_uint8(frames), np.rint(np.clip(as_numpy, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def test_a_conversion_the_writer_cannot_do_is_refused():
+    with pytest.raises(ValueError, match="unknown 8-bit rounding 'floor'; choose one of: nearest, half_up, truncate"):
+        EightBit("floor")
+    with pytest.raises(ValueError, match="unknown float type 'float8'"):
+        EightBit("nearest", "float8")
+    with pytest.raises(ValueError, match="the loaded backend's eight_bit"):
+        to_uint8(moving_square(frames=1), EightBit("half_up", "model"))
 
 
 # ------------------------------------------------------------------------------------ atomic writes

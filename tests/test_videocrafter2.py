@@ -10,18 +10,20 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from safetensors import safe_open
 
 from phyprompt.cli import main
 from phyprompt.video import SampleRequest, VideoModelError, VideoSettingsError, load_backend
 from phyprompt.video.videocrafter2 import keys
-from phyprompt.video.videocrafter2.config import DiffusionConfig, VideoCrafter2Config, read_yaml
+from phyprompt.video.videocrafter2.config import DiffusionConfig, TextConfig, VideoCrafter2Config, read_yaml
 from phyprompt.video.videocrafter2.convert import convert
 from phyprompt.video.videocrafter2.model import load_model, port_state_dict
 from phyprompt.video.videocrafter2.sampler import ddim_timesteps, sample
 from phyprompt.video.videocrafter2.schedule import Schedule
-from support.tiny_videocrafter2 import original_state_dict, write_tiny_videocrafter2, yaml_document
+from support.tiny_videocrafter2 import (TEXT_LAYERS, TEXT_WIDTH, original_state_dict, write_tiny_videocrafter2,
+                                        yaml_document)
 
 # configs/inference_t2v_512_v2.0.yaml of the original release, as published
 OFFICIAL_YAML = """
@@ -94,7 +96,24 @@ def _unet_output(model):
 
 def test_the_built_in_defaults_are_the_official_yaml(tmp_path):
     (tmp_path / "official.yaml").write_text(OFFICIAL_YAML)
-    assert read_yaml(tmp_path / "official.yaml") == VideoCrafter2Config()
+    config, text = read_yaml(tmp_path / "official.yaml")
+    assert (config, text) == (VideoCrafter2Config(), TextConfig())
+    # OpenCLIP ViT-H-14's text tower, the one the release was trained with: 16 heads of 64, exact GELU
+    assert (text.arch, text.width, text.heads, text.layers, text.used_layers, text.activation) == (
+        "ViT-H-14", 1024, 16, 24, 23, "gelu")
+
+
+def _with_text(document=None, **edits) -> dict:
+    """The tiny YAML with its cond_stage_config edited: `params` keys, or `text_cfg`/`quick_gelu` beside them."""
+    document = copy.deepcopy(document or yaml_document())
+    cond_stage = document["model"]["params"]["cond_stage_config"]
+    for key, value in edits.items():
+        target = cond_stage["params"] if key in ("arch", "layer") else cond_stage
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return document
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -105,6 +124,27 @@ def test_the_built_in_defaults_are_the_official_yaml(tmp_path):
      "variant this port does not implement: use_relative_position: True"),
     (lambda d: d["model"]["params"]["cond_stage_config"].update(target="x.FrozenCLIPEmbedder"),
      "FrozenCLIPEmbedder text encoder"),
+    (lambda d: d["model"]["params"]["unet_config"]["params"].pop("use_relative_position"),
+     r"variant this port does not implement: use_relative_position: True \(lvdm's default when left out\)"),
+    (lambda d: d["model"]["params"]["first_stage_config"]["params"]["ddconfig"].update(tanh_out=True),
+     "variant this port does not implement: tanh_out: True"),
+    # the text tower: each field the port cannot build is named
+    (lambda d: d.update(_with_text(d, arch="ViT-X-99", text_cfg=None)),
+     r"model.params.cond_stage_config.params.arch 'ViT-X-99' is not an OpenCLIP architecture this port knows "
+     r"\(ViT-B-32, .*\); .*model.params.cond_stage_config.text_cfg with width, heads, layers"),
+    (lambda d: d.update(_with_text(d, arch="ViT-H-14", text_cfg={"heads": 8})),
+     "model.params.cond_stage_config.text_cfg.heads is 8, but model.params.cond_stage_config.params.arch "
+     "ViT-H-14 has 16"),
+    (lambda d: d.update(_with_text(d, arch="ViT-H-14", text_cfg=None, quick_gelu=True)),
+     "model.params.cond_stage_config.quick_gelu is True, but .*ViT-H-14 has False"),
+    (lambda d: d.update(_with_text(d, text_cfg={"width": 64, "heads": 1, "layers": 3, "ls_init_value": 0.1})),
+     "model.params.cond_stage_config.text_cfg.ls_init_value is not implemented by this port"),
+    (lambda d: d.update(_with_text(d, text_cfg={"width": 64, "heads": 3, "layers": 3})),
+     "model.params.cond_stage_config.text_cfg.heads 3 does not divide the width 64"),
+    (lambda d: d.update(_with_text(d, text_cfg={"width": 64, "heads": "two", "layers": 3})),
+     "model.params.cond_stage_config.text_cfg.heads must be a positive whole number, not 'two'"),
+    (lambda d: d.update(_with_text(d, layer="pooled")),
+     "model.params.cond_stage_config.params.layer must be last or penultimate, not 'pooled'"),
 ])
 def test_yaml_problems_are_named(tmp_path, edit, message):
     document = copy.deepcopy(yaml_document())
@@ -112,6 +152,122 @@ def test_yaml_problems_are_named(tmp_path, edit, message):
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(VideoModelError, match=message):
         read_yaml(tmp_path / "model.yaml")
+
+
+# --- the text tower: what the config names, not what the width suggests -------------------------
+
+def open_clip_text(original: dict, tokens: torch.Tensor, heads: int, quick_gelu: bool, blocks: int) -> torch.Tensor:
+    """OpenCLIP's text encoding as lvdm's FrozenOpenCLIPEmbedder runs it, computed independently of the port
+    from the original tensors: token + positional embeddings, `blocks` residual attention blocks (torch's own
+    MultiheadAttention with `heads` heads on the packed in_proj, OpenCLIP's causal mask; GELU or QuickGELU MLP),
+    then ln_final."""
+    p = keys.TEXT
+    x = F.embedding(tokens, original[p + "token_embedding.weight"]) + original[p + "positional_embedding"]
+    length, width = x.shape[1:]
+    causal = torch.full((length, length), float("-inf")).triu(1)  # OpenCLIP's build_attention_mask
+    act = (lambda y: y * torch.sigmoid(1.702 * y)) if quick_gelu else F.gelu
+    for i in range(blocks):
+        block = f"{p}transformer.resblocks.{i}."
+        attention = torch.nn.MultiheadAttention(width, heads, batch_first=True)
+        attention.load_state_dict({name: original[block + "attn." + name] for name in
+                                   ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")})
+        h = F.layer_norm(x, (width,), original[block + "ln_1.weight"], original[block + "ln_1.bias"])
+        x = x + attention(h, h, h, need_weights=False, attn_mask=causal)[0]
+        h = F.layer_norm(x, (width,), original[block + "ln_2.weight"], original[block + "ln_2.bias"])
+        h = act(F.linear(h, original[block + "mlp.c_fc.weight"], original[block + "mlp.c_fc.bias"]))
+        x = x + F.linear(h, original[block + "mlp.c_proj.weight"], original[block + "mlp.c_proj.bias"])
+    return F.layer_norm(x, (width,), original[p + "ln_final.weight"], original[p + "ln_final.bias"])
+
+
+@pytest.mark.parametrize("heads, quick_gelu", [(2, False), (4, True)])
+def test_a_text_tower_whose_heads_are_not_64_wide_encodes_as_open_clip(tmp_path, heads, quick_gelu):
+    """Weights do not depend on the head count: a 64-wide tower of 2 or 4 heads loads into any head count.
+    The YAML says which (and whether it uses QuickGELU); the encoding must be OpenCLIP's with those heads."""
+    original = original_state_dict()
+    document = _with_text(text_cfg={"width": TEXT_WIDTH, "heads": heads, "layers": TEXT_LAYERS},
+                          quick_gelu=quick_gelu)
+    model = load_model(_copy_with(tmp_path, original, document))
+    assert (model.text_config.heads, model.text_config.activation) == (heads, "quick_gelu" if quick_gelu else "gelu")
+    tokens = model.tokenize(["a red rubber ball falls onto a wooden floor and bounces", ""])
+    ours = model.encode(tokens)
+    with torch.no_grad():
+        expected = open_clip_text(original, tokens, heads, quick_gelu, blocks=TEXT_LAYERS - 1)
+        # what reading the head count off the width (64 // 64 = 1 head) computes instead
+        guessed = open_clip_text(original, tokens, TEXT_WIDTH // 64, quick_gelu, blocks=TEXT_LAYERS - 1)
+    assert (ours - expected).abs().max() < 2e-5
+    assert (guessed - expected).abs().max() > 0.1  # the head count moves the embeddings: the check has teeth
+
+
+def test_the_port_and_the_reference_agree_on_the_tiny_release_shape(model, checkpoint):
+    """The tiny model's own tower (1 head of 64, GELU), as every OpenCLIP arch has heads of 64."""
+    original = torch.load(checkpoint, weights_only=True)["state_dict"]
+    tokens = model.tokenize(["a ball", "water pours into a glass"])
+    with torch.no_grad():
+        expected = open_clip_text(original, tokens, 1, False, blocks=TEXT_LAYERS - 1)
+    assert (model.encode(tokens) - expected).abs().max() < 2e-5
+
+
+@pytest.mark.parametrize("edits, message", [
+    ({"arch": None, "text_cfg": None},  # the default arch, ViT-H-14
+     r"model.yaml: the text tower model.params.cond_stage_config.params.arch ViT-H-14 describes is not the "
+     r"checkpoint's: width 1024 \(the checkpoint's: 64\), layers 24 \(the checkpoint's: 3\)"),
+    ({"text_cfg": {"width": TEXT_WIDTH, "heads": 1, "layers": 4}},
+     r"the text tower model.params.cond_stage_config.text_cfg describes is not the checkpoint's: layers 4 "
+     r"\(the checkpoint's: 3\)"),
+])
+def test_a_config_whose_text_tower_is_not_the_checkpoints_is_refused(tmp_path, edits, message):
+    with pytest.raises(VideoModelError, match=message):
+        load_model(_copy_with(tmp_path, original_state_dict(), _with_text(**edits)))
+
+
+def test_an_explicit_config_is_read_instead_of_the_one_beside(tmp_path, model):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    checkpoint = str(bare / "model.ckpt")
+    torch.save({"state_dict": original_state_dict()}, checkpoint)
+    with pytest.raises(VideoModelError, match="the built-in config .*OpenCLIP ViT-H-14.*width 1024 "
+                                              r"\(the checkpoint's: 64\).*--config"):
+        load_model(checkpoint)  # nothing beside it: the official release's architecture, which it is not
+    elsewhere = tmp_path / "configs" / "tiny.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(yaml.safe_dump(_with_text(text_cfg={"width": TEXT_WIDTH, "heads": 2, "layers": TEXT_LAYERS})))
+    two_heads = load_backend("videocrafter2", checkpoint, device="cpu", config=str(elsewhere)).model
+    assert two_heads.text_config.heads == 2
+    tokens = model.tokenize(["a ball"])
+    assert not torch.equal(two_heads.encode(tokens), model.encode(tokens))  # the 1-head YAML beside the fixture's
+    # given explicitly, it wins over the one beside the checkpoint
+    beside = _copy_with(tmp_path, original_state_dict())
+    assert load_model(beside, config=str(elsewhere)).text_config.heads == 2
+    with pytest.raises(VideoModelError, match="VideoCrafter2 config not found: .*missing.yaml"):
+        load_model(checkpoint, config=str(tmp_path / "missing.yaml"))
+    # convert takes it too, and the folder carries it: no config is given (or taken) with a converted folder
+    folder = tmp_path / "converted"
+    assert main(["convert", "videocrafter2", checkpoint, str(folder), "--config", str(elsewhere)]) == 0
+    converted = load_model(str(folder))
+    assert converted.text_config == two_heads.text_config
+    torch.testing.assert_close(converted.encode(tokens), two_heads.encode(tokens), rtol=0, atol=1e-6)
+    with pytest.raises(VideoModelError, match="converted folder, which carries its own config"):
+        load_model(str(folder), config=str(elsewhere))
+
+
+def test_generate_takes_the_config_and_other_backends_refuse_it(tmp_path, capsys):
+    checkpoint = str(tmp_path / "renamed.ckpt")
+    torch.save({"state_dict": original_state_dict()}, checkpoint)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(yaml_document()))
+    out = tmp_path / "ball.mp4"
+    assert main(["generate", "a red ball bounces", "--backend", "videocrafter2", "--model", checkpoint,
+                 "--config", str(config), "--steps", "1", "--frames", "3", "--size", "64x64", "--device", "cpu",
+                 "--out", str(out), "--quiet"]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["settings"]["config"] == str(config)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["generate", "a ball", "--backend", "cogvideox", "--model", str(tmp_path), "--config", str(config)])
+    assert "--config is not an option of the cogvideox backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", "lavie", checkpoint, str(tmp_path / "x"), "--config", str(config)])
+    assert "--config is not an option of the lavie backend" in capsys.readouterr().err
 
 
 # --- loading and the key map --------------------------------------------------------------------

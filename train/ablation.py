@@ -47,10 +47,11 @@ def plot_ablation(histories: dict[str, list[dict]], sa: str, pc: str, path: str)
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail
+    from phyprompt.commands.common import fail, silence_known_warnings
 
     from .grpo import parse
 
+    silence_known_warnings()  # its recipe check builds a GRPOConfig; the runs are train.grpo's own processes
     parser = argparse.ArgumentParser(prog="train.ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="a train.grpo recipe")
     parser.add_argument("--schedules", nargs="+", default=list(DEFAULT_SCHEDULES), choices=list(SCHEDULES))

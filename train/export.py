@@ -24,7 +24,7 @@ from phyprompt.checkpoints import (
     check_weights_folder,
     read_folder_json,
 )
-from phyprompt.commands.common import fail
+from phyprompt.commands.common import fail, silence_known_warnings
 from phyprompt.devices import PRECISIONS, torch_dtype
 from phyprompt.files import atomic_path
 
@@ -180,7 +180,7 @@ def _copy_adapter(run: str, folder: Path, dtype: str | None) -> None:
 
 
 def main(argv=None) -> int:
-
+    silence_known_warnings()
     parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", required=True, help="train.sft output_dir (LoRA adapter or full model)")
     parser.add_argument("--out", required=True, help="refiner folder to write, e.g. models/LLM/PhyPrompt-1.5B-SFT")

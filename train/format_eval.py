@@ -50,12 +50,13 @@ def format_table(name: str, result: dict, prompts: int) -> str:
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail
+    from phyprompt.commands.common import fail, silence_known_warnings
     from phyprompt.refiners.loading import RefinerLoadError
     from phyprompt.progress import TqdmProgress
     from phyprompt.refiners.local import LocalRefiner
     from phyprompt.prompt_lists import PromptListError, read_prompt_list
 
+    silence_known_warnings()
     parser = argparse.ArgumentParser(prog="python -m train.format_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="refiner folder (a base model or an exported one)")
     parser.add_argument("--adapter", help="LoRA adapter folder (e.g. a train.sft output_dir)")

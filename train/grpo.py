@@ -17,9 +17,10 @@ paper's settings are the recipes' defaults: G = 4 rewrites per prompt (num_gener
 w_sa(t) = exp(−α·t/T) beside constant format and budget terms.
 
 Checkpoints go to `output_dir/checkpoint-N`; a rerun resumes from the last complete one (weights, optimizer,
-data order, step; the curriculum is a function of the step). At the end the adapter (or model), the
-tokenizer, `phyprompt_training.json` (stage 2 and the stage-1 manifest it started from, for `train.export`'s
-model card) and `rewards.png` are written to `output_dir`.
+step, and the data order in any epoch, see `EpochOrder`; the curriculum is a function of the step), bitwise
+as if never stopped. At the end the adapter (or model), the tokenizer, `phyprompt_training.json` (stage 2
+and the stage-1 manifest it started from, for `train.export`'s model card) and `rewards.png` are written to
+`output_dir`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Sampler
 
 from .curriculum import SCHEDULES, CurriculumCallback
 from .rewards import REWARD_NAMES, RewardArguments, build_reward
@@ -104,11 +108,63 @@ def policy(model_args, curriculum: CurriculumArguments, init: dict):
     return PeftModel.from_pretrained(base, curriculum.sft_adapter).merge_and_unload()
 
 
+class EpochOrder(Sampler):
+    """trl's RepeatSampler with each epoch's prompt order a pure function of (seed, epoch).
+
+    trl's sampler seeds its generator once and draws a permutation at every pass, so epoch e's order is the
+    (e+1)-th draw of a process that ran epochs 0..e-1. A resumed process builds a fresh sampler, and
+    transformers only skips the trained batches of the epoch it resumes in (`Trainer._run_epoch`), so a run
+    resumed in epoch e > 0 trained the rest of it on epoch 0's order, and every later epoch on another's.
+    Here the generator is reseeded before every pass and the draws of the epochs before are repeated: epoch
+    e gets the order an uninterrupted run gives it, whatever this process ran before. The repeats inside an
+    epoch (each prompt num_generations times, each generation batch num_iterations × steps_per_generation
+    times) stay trl's."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler  # trl.trainer.utils.RepeatSampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by transformers before every epoch, the resumed one included."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        if self.sampler.shuffle:
+            self.sampler.generator.manual_seed(self.sampler.seed)
+            for _ in range(self.epoch):
+                torch.randperm(self.sampler.num_samples, generator=self.sampler.generator)
+        return iter(self.sampler)
+
+
+def grpo_trainer():
+    """trl's GRPOTrainer with its prompts in `EpochOrder`, so a run resumed in any epoch is the uninterrupted
+    run (trl is imported only when training starts)."""
+    from trl import GRPOTrainer
+
+    class EpochOrderGRPOTrainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset=None):
+            self._epoch_order = EpochOrder(super()._get_train_sampler(dataset))
+            return self._epoch_order
+
+        def get_train_dataloader(self):
+            dataloader = super().get_train_dataloader()
+            # On several processes accelerate puts a BatchSamplerShard above the sampler, and in a run resumed
+            # inside an epoch the loader that skips the trained batches forwards set_epoch only to the shard's
+            # `sampler` attribute, which accelerate sets (set_sampler) for its own seedable sampler alone.
+            dataloader.set_sampler(self._epoch_order)
+            return dataloader
+
+    return EpochOrderGRPOTrainer
+
+
 def run(data_args: DataArguments, rewards: RewardArguments, curriculum: CurriculumArguments, training_args,
         model_args, recipe: str | None = None, callbacks=()) -> dict:
     """Train as the configs say; returns the final metrics."""
     from datasets import Dataset
-    from trl import GRPOTrainer, get_peft_config
+    from trl import get_peft_config
 
     from phyprompt.refiners.loading import first_line
 
@@ -133,10 +189,11 @@ def run(data_args: DataArguments, rewards: RewardArguments, curriculum: Curricul
     model = policy(model_args, curriculum, init)
     if isinstance(model, str):
         training_args.model_init_kwargs = init
+    trainer_class = grpo_trainer()
     try:
-        trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
-                              processing_class=tokenizer, peft_config=get_peft_config(model_args),
-                              callbacks=[schedule, *callbacks])
+        trainer = trainer_class(model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=dataset,
+                                processing_class=tokenizer, peft_config=get_peft_config(model_args),
+                                callbacks=[schedule, *callbacks])
     except (OSError, ImportError) as error:
         raise TrainingSetupError(f"could not load {model_args.model_name_or_path}: {first_line(error)}") from error
     schedule.trainer = trainer
@@ -184,9 +241,10 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail
+    from phyprompt.commands.common import fail, silence_known_warnings
     from phyprompt.refiners.loading import RefinerLoadError
 
+    silence_known_warnings()
     try:
         *configs, recipe = parse(argv)
         metrics = run(*configs, recipe)

@@ -112,9 +112,10 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail
+    from phyprompt.commands.common import fail, silence_known_warnings
     from phyprompt.refiners.loading import RefinerLoadError
 
+    silence_known_warnings()
     try:
         data_args, training_args, model_args, recipe = parse(argv)
         metrics = run(data_args, training_args, model_args, recipe)

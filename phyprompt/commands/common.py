@@ -6,15 +6,37 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..progress import TqdmProgress
 
 
-def fail(message: str, prog: str = "phyprompt", status: int = 1) -> int:
+# Notices the libraries give about their use of each other, which nothing a user types can change, printed
+# before every training run and error and every `refine --adapter`: transformers 5 renamed gradient
+# checkpointing to activation checkpointing (the old names warn until v6), and trl (whose configs default to
+# gradient_checkpointing=True, and which toggles it around generation) and peft (which asks every model it
+# wraps for is_gradient_checkpointing) still use the old names, so renaming our recipes' key would not help.
+# Matched by message and module: every other warning, other FutureWarnings of these modules included, shows.
+KNOWN_WARNINGS = (
+    (r"`(is_)?gradient_checkpointing(_kwargs|_enable|_disable)?` is deprecated and will be removed in v6\.",
+     FutureWarning, r"transformers\.(training_args|modeling_utils)$"),
+)
+
+
+def silence_known_warnings() -> None:
+    """Hide `KNOWN_WARNINGS` for the rest of the process; the first thing each command line's `main` does
+    (the CLI's edge only: a library user, ComfyUI included, keeps them)."""
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def fail(message: str, *, prog: str, status: int = 1) -> int:
     """One `<prog>: error: …` line on stderr; returns `status`, the exit code (1: a load, input or run-time
-    failure the user can fix; 2: bad arguments, as argparse's own errors)."""
+    failure the user can fix; 2: bad arguments, as argparse's own errors). `prog` is the command as the user
+    typed it, `phyprompt <command>` (the form argparse gives its own errors of that command) or
+    `train.<module>`, whatever the exit status, so every error of one command reads the same."""
     print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
     return status
 

@@ -19,10 +19,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-from ..evaluation.prompt_sets import PromptSetError, load_prompt_set
+from ..evaluation.prompt_sets import load_prompt_set
 from ..evaluation.specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
 from ..files import write_text_atomic
+from ..prompt_lists import PromptListError
 from .common import fail, progress_bar, quiet_libraries, warn
+
+PROG = "phyprompt eval"
 
 _LABEL = re.compile(r"([\w.-]+)=(.+)")
 
@@ -30,13 +33,13 @@ _LABEL = re.compile(r"([\w.-]+)=(.+)")
 def run(args) -> int:
     try:
         prompt_set = load_prompt_set(os.path.expanduser(args.prompts), hard=args.hard, limit=args.limit)
-    except PromptSetError as error:
-        return fail(str(error))
+    except PromptListError as error:  # a file that cannot be read, is not text or not a prompt set
+        return fail(str(error), prog=PROG)
     try:
         refiners = _refiners(args)
         backends = _backends(args.backend)
     except ValueError as error:
-        return fail(str(error), prog="phyprompt eval", status=2)
+        return fail(str(error), prog=PROG, status=2)
     if args.quiet:
         quiet_libraries()
     for note in prompt_set.notes:
@@ -44,8 +47,6 @@ def run(args) -> int:
     from ..evaluation.cache import Cache
     from ..evaluation.stages import Evaluation, RenderError, RenderSettings
     from ..evaluation.tables import build_rows, to_costs, to_csv, to_json, to_text
-    from ..targets import get_target
-    from ..video.backend import backend_info
 
     out = Path(os.path.expanduser(args.out))
     width, height = args.size or (None, None)
@@ -63,9 +64,8 @@ def run(args) -> int:
     try:
         samples = evaluation.run()
     except RenderError as error:
-        return fail(str(error))
-    limits = {b.label: get_target(backend_info(b.name).target).token_limit for b in backends}
-    rows = build_rows(samples, evaluation.counters, limits, args.bootstrap)
+        return fail(str(error), prog=PROG)
+    rows = build_rows(samples, evaluation.counters, evaluation.token_limits, args.bootstrap)
     run_info = {
         "prompt_set": prompt_set.name, "prompts": len(prompt_set.items), "notes": list(prompt_set.notes),
         "refiners": {r.label: dataclasses.asdict(r) for r in refiners},

@@ -28,11 +28,14 @@ def run(args) -> int:
     from ..video import backend_class, load_backend
 
     if not args.prompt.strip():
-        return fail("the prompt is empty: describe the scene you want to see")
+        return fail("the prompt is empty: describe the scene you want to see", prog="phyprompt generate")
     if args.quiet:
         quiet_libraries()
     refinement = None
     backend_type = backend_class(args.backend)
+    # settings the description shows no model can render are bad arguments now, not after a refinement and a
+    # load of gigabytes (VideoSettingsError: exit 2); the loaded model checks the rest before it renders
+    backend_type.check_request(_request(args, args.prompt))
     if args.refiner or args.endpoint:
         # the tokenizer alone also checks the model folder, before minutes are spent refining
         components = {c.name: getattr(args, c.name) for c in backend_type.info.components
@@ -45,7 +48,7 @@ def run(args) -> int:
         request, videos = _render(args, backend, refinement)
     except torch.cuda.OutOfMemoryError:
         offload = " --offload model (or sequential)," if "offload" in backend_type.info.load_keywords else ""
-        return fail(f"out of GPU memory; try{offload} a smaller --size or fewer --frames")
+        return fail(f"out of GPU memory; try{offload} a smaller --size or fewer --frames", prog="phyprompt generate")
     for path in _write(args, backend, request, refinement, videos, options):
         print(path, flush=True)
     return 0
@@ -53,14 +56,7 @@ def run(args) -> int:
 
 def _render(args, backend, refinement) -> tuple:
     """The request for the main video and its video; with --compare, the original prompt's video too."""
-    from ..video import SampleRequest
-
-    width, height = args.size or (None, None)
-    request = SampleRequest(
-        prompt=refinement.prompt if refinement else args.prompt, negative_prompt=args.negative, seed=args.seed,
-        steps=args.steps, guidance=args.guidance, frames=args.frames, width=width, height=height,
-        scheduler=args.scheduler,
-    )
+    request = _request(args, refinement.prompt if refinement else args.prompt)
     renders = {"refined" if refinement else "video": request}
     if args.compare:
         renders["original"] = replace(request, prompt=args.prompt)
@@ -76,16 +72,27 @@ def _render(args, backend, refinement) -> tuple:
     return request, videos
 
 
+def _request(args, prompt: str):
+    from ..video import SampleRequest
+
+    width, height = args.size or (None, None)
+    return SampleRequest(prompt=prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
+                         guidance=args.guidance, frames=args.frames, width=width, height=height,
+                         scheduler=args.scheduler)
+
+
 def _write(args, backend, request, refinement, videos, options: dict) -> list[Path]:
     """The video, the comparison (--compare) and the JSON record beside them; the paths written."""
     from ..video.writer import side_by_side, write_video
 
     out = Path(args.out or f"phyprompt-{args.seed}.mp4")
     main = next(iter(videos.values()))
-    written = [write_video(main.frames, main.fps, out)]
+    # 8-bit as the model's original saves its videos: the same floats give the original's pixels
+    written = [write_video(main.frames, main.fps, out, eight_bit=backend.eight_bit)]
     if args.compare:
         pair = side_by_side(videos["original"].frames, videos["refined"].frames)
-        written.append(write_video(pair, main.fps, out.with_name(f"{out.stem}-compare{out.suffix}")))
+        written.append(write_video(pair, main.fps, out.with_name(f"{out.stem}-compare{out.suffix}"),
+                                   eight_bit=backend.eight_bit))
     record = _record(args, backend, request, main.fps, refinement, written, options)
     written.append(_write_json(record, out.with_suffix(".json")))
     return written

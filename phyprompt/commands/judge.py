@@ -18,23 +18,25 @@ from ..judges.base import check_request
 from ..prompt_lists import PromptListError, read_prompt_list
 from .common import fail, progress_bar, quiet_libraries
 
+PROG = "phyprompt judge"
+
 
 def run(args) -> int:
     missing = next((video for video in args.videos if not os.path.isfile(video)), None)
     if missing is not None:
-        return fail(f"no video at {missing}")
+        return fail(f"no video at {missing}", prog=PROG)
     try:
         captions = _captions(args)
         rules = _list(args.rules, "rules") if args.rules else []
     except PromptListError as error:
-        return fail(str(error))
+        return fail(str(error), prog=PROG)
     if len(captions) != len(args.videos):
         return fail(f"{args.captions} holds {len(captions)} captions for {len(args.videos)} videos: give one line "
-                    "per video, in the same order", prog="phyprompt judge", status=2)
+                    "per video, in the same order", prog=PROG, status=2)
     try:
         check_request(args.videos, captions, None, args.batch_size)
     except ValueError as error:  # an empty caption
-        return fail(str(error))
+        return fail(str(error), prog=PROG)
     if args.quiet:
         quiet_libraries()
     from ..judges import open_judge
@@ -54,7 +56,7 @@ def run(args) -> int:
                 with bar.cleared() if bar else nullcontext():  # each line on a line of its own, not after the bar
                     _print(args.videos[chunk], results, args.json)
     except out_of_memory:
-        return fail("out of GPU memory; try --batch-size 1, fewer --frames or --dtype fp16")
+        return fail("out of GPU memory; try --batch-size 1, fewer --frames or --dtype fp16", prog=PROG)
     finally:
         judge.release()
     return 0

@@ -15,6 +15,7 @@ from ..prompt_lists import PromptListError, read_prompt_list
 from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
 
 ALL_FELL_BACK = 3  # the exit status when no prompt was refined
+PROG = "phyprompt refine"
 
 
 def run(args) -> int:
@@ -23,13 +24,13 @@ def run(args) -> int:
             # '-' is stdin, read like a .txt list
             prompts = read_prompt_list(sys.stdin if args.file == "-" else args.file)
         except PromptListError as error:
-            return fail(str(error))
+            return fail(str(error), prog=PROG)
         if not prompts:
-            return fail(f"{'stdin' if args.file == '-' else args.file} holds no prompts")
+            return fail(f"{'stdin' if args.file == '-' else args.file} holds no prompts", prog=PROG)
     else:
         prompts = [args.prompt]
         if not args.prompt.strip():
-            return fail("the prompt is empty: describe the scene you want to see")
+            return fail("the prompt is empty: describe the scene you want to see", prog=PROG)
     if args.quiet:
         quiet_libraries()
     refiner = open_refiner(args, args.model, quantization=args.quantization, merge_adapter=args.merge_adapter)

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def key(**parts: Any) -> str:
     """The cache key of a result determined by `parts` (JSON-able values): 64 hex digits."""
     text = canonical_json({"format": FORMAT_VERSION, "parts": parts})
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def eight_bit_part(eight_bit) -> dict:
+    """The key part for how a video's frames became 8-bit (a backend's `info.eight_bit`): none for the default,
+    the conversion from before backends described theirs, so that the videos cached then keep their keys."""
+    from ..video.writer import EightBit
+
+    return {} if eight_bit == EightBit() else {"eight_bit": asdict(eight_bit)}
 
 
 class Cache:

@@ -7,7 +7,8 @@
 
 Input a run must not silently change is refused with the row named: a table without a `caption` column,
 `hard=True` without `is_hard`, a caption longer than `MAX_CAPTION_CHARS` (VideoPhy-2's are one sentence; a
-10,000-character cell is a broken file, and the refiner and the judges would cut it). Empty and blank
+10,000-character cell is a broken file, and the refiner and the judges would cut it), and a file or a cell
+that is not plain text (the rule of `prompt_lists`: UTF-8, no control characters). Empty and blank
 rows are skipped and repeats dropped (case, spacing and punctuation ignored, `prompt_lists.prompt_key`),
 both counted in `PromptSet.notes`.
 
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
 
-from ..prompt_lists import PromptListError, prompt_key, read_prompt_list
+from ..prompt_lists import PromptListError, check_value, prompt_key, read_prompt_list, read_text
 
 MAX_CAPTION_CHARS = 2000  # upsampled VideoPhy-2 captions are ~600; anything near this is a broken cell
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
@@ -87,21 +89,19 @@ def _rank(caption: str) -> str:
 
 
 def _read_rows(path: str, suffix: str) -> list[dict]:
-    try:
-        if suffix == ".parquet":
-            try:
-                import pyarrow.parquet as parquet
-            except ImportError:
-                raise PromptSetError(f"reading {path} needs pyarrow: pip install pyarrow (or give it as CSV)") from None
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as parquet
+        except ImportError:
+            raise PromptSetError(f"reading {path} needs pyarrow: pip install pyarrow (or give it as CSV)") from None
+        try:
             return parquet.read_table(path).to_pylist()
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            if suffix == ".csv":
-                return list(csv.DictReader(handle))
-            return [_json_row(line, path, number) for number, line in enumerate(handle, 1) if line.strip()]
-    except UnicodeDecodeError:
-        raise PromptSetError(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise PromptSetError(f"cannot read {path}: {error.strerror or error}") from None
+        except OSError as error:
+            raise PromptSetError(f"cannot read {path}: {error.strerror or error}") from None
+    handle = io.StringIO(read_text(path), newline="")  # newline="": line ends as the csv module wants them
+    if suffix == ".csv":
+        return list(csv.DictReader(handle))
+    return [_json_row(line, path, number) for number, line in enumerate(handle, 1) if line.strip()]
 
 
 def _json_row(line: str, path: str, number: int) -> dict:
@@ -124,16 +124,20 @@ def _table_items(path: str, rows: list[dict], hard: bool, notes: list[str]) -> l
                              "Parquet or JSONL")
     items, blank = [], 0
     for number, row in enumerate(rows, 2 if path.lower().endswith(".csv") else 1):  # CSV row 1 is the header
-        where = f"{path}: {'row' if path.lower().endswith('.csv') else 'line'} {number}"
+        where = f"{path}: {'line' if path.lower().endswith('.jsonl') else 'row'} {number}"
         caption = row.get("caption")
         caption = "" if caption is None else str(caption).strip()
         if not caption:
             blank += 1
             continue
+        # the file's text was checked as it was read; JSON escapes and Parquet cells are checked here
+        category, action = str(row.get("category") or ""), str(row.get("action") or "")
+        for column, text in (("caption", caption), ("category", category), ("action", action)):
+            check_value(text, f"{where}, {column}")
         _check_length(caption, where)
         if hard and not _flag(row.get("is_hard"), where):
             continue
-        items.append(Item(caption, str(row.get("category") or ""), str(row.get("action") or "")))
+        items.append(Item(caption, category, action))
     if blank:
         notes.append(f"skipped {blank} row{'s' if blank > 1 else ''} without a caption")
     return _unique(items, notes)

@@ -12,7 +12,8 @@ Keys (what determines each result):
   messages it is sent (the caption and the instruction for the backend's target), the backend's weights
   (its tokenizer counts the budget) and max_new_tokens. Refiners decode greedily, so one refinement per
   prompt serves every video seed.
-- video: the backend's identity, device and dtype, and the whole `SampleRequest` (prompt, seed, settings).
+- video: the backend's identity, device and dtype, the whole `SampleRequest` (prompt, seed, settings) and,
+  unless it is the default, how the backend's frames become 8-bit (`BackendInfo.eight_bit`).
   Two refiners that give the same prompt (a fallback to the original, say) share one video.
 - score: the judge's identity, device and dtype, the video's key and the caption SA is judged against
   (always the original caption, as VideoPhy-2 and the paper do).
@@ -38,7 +39,7 @@ from ..progress import Cancelled, OptionalProgress
 from ..refiners.base import DEFAULT_MAX_NEW_TOKENS, Refinement
 from ..targets import get_target
 from ..video.backend import SampleRequest, backend_class, load_backend
-from .cache import Cache, key
+from .cache import Cache, eight_bit_part, key
 from .specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
 
 #: a backend whose first this-many renders all fail stops the run
@@ -104,10 +105,17 @@ class Evaluation:
     timings: dict[str, dict[str, float]] = field(default_factory=lambda: {"refine": {}, "render": {}, "judge": {}})
     #: how many results this run made (not found in the cache), per stage
     made: dict[str, int] = field(default_factory=lambda: {"refine": 0, "render": 0, "judge": 0})
+    #: per backend label, the tokens its model's text encoder reads: the loaded model's `token_limit`, which
+    #: its videos' records keep for a run that finds them all in the cache (not the target's nominal budget)
+    token_limits: dict[str, int] = field(default_factory=dict)
 
     def run(self) -> list[Sample]:
         """All samples, refined, rendered and judged; only what the cache lacks is made."""
         self._device = _device_name(self.device)
+        if self.captions:  # every video has the run's settings: what no model can render fails before any loads
+            request = self.settings.request(self.captions[0], self.settings.seeds[0])
+            for backend in self.backends:
+                backend_class(backend.name).check_request(request)
         self.counters = {b.label: backend_class(b.name).load_token_counter(b.path) for b in self.backends}
         refinements = self._refine()
         samples = self._plan(refinements)
@@ -193,7 +201,7 @@ class Evaluation:
 
     def _video_key(self, backend: BackendSpec, request: SampleRequest) -> str:
         return key(kind="video", backend=backend.identity(), device=self._device, dtype=self.dtype,
-                   request=asdict(request))
+                   request=asdict(request), **eight_bit_part(backend_class(backend.name).info.eight_bit))
 
     def _plan(self, refinements: dict) -> list[Sample]:
         samples = []
@@ -228,13 +236,17 @@ class Evaluation:
                 stored = self.cache.get_video(sample.video)
                 if stored is not None:
                     sample.video_path, sample.render_seconds = str(stored[0]), stored[1].get("seconds")
+                    if "token_limit" in stored[1]:  # records from before it was kept have none
+                        self.token_limits.setdefault(backend.label, stored[1]["token_limit"])
                 else:
                     sample.render_error = errors.get(sample.video, "not rendered")
 
     def _render_missing(self, backend: BackendSpec, missing: dict[str, SampleRequest]) -> dict[str, str]:
         """Render every missing video back to back; returns the errors of those that failed."""
         model = load_backend(backend.name, backend.path, dtype=self.dtype, device=self.device, **backend.options)
-        model.settings(next(iter(missing.values())))  # settings it cannot render fail now, as bad arguments
+        self.token_limits[backend.label] = model.token_limit
+        # what this model cannot render fails now, as bad arguments; every video shares these settings
+        settings = model.settings(next(iter(missing.values())))
         errors: dict[str, str] = {}
         # Videos are encoded and stored on a thread of their own while the next one renders (the encoder
         # leaves the GIL); leaving the block waits for every write, cancelled or not, so the cache holds
@@ -257,8 +269,8 @@ class Evaluation:
                 else:
                     seconds = time.perf_counter() - began
                     writes.append(writer.submit(self.cache.put_video, video_key, video.frames, video.fps, {
-                        "backend": backend.name, "prompt": request.prompt, "seed": request.seed,
-                        "settings": model.settings(request), "seconds": seconds}))
+                        "backend": backend.name, "token_limit": model.token_limit, "prompt": request.prompt,
+                        "seed": request.seed, "settings": settings, "seconds": seconds}, eight_bit=model.eight_bit))
                     self.made["render"] += 1
                 if bar:
                     bar(done, len(missing))

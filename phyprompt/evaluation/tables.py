@@ -68,7 +68,8 @@ class Row:
 def build_rows(samples: Sequence[Sample], counters: dict, limits: dict[str, int],
                resamples: int = DEFAULT_RESAMPLES) -> list[Row]:
     """The table, refiners and backends in their order of first appearance. `counters` and `limits` are
-    each backend's token counter (its text encoder's tokenizer) and budget, by backend label."""
+    each backend's token counter (its text encoder's tokenizer) and the tokens its loaded model reads
+    (`Evaluation.token_limits`), by backend label; a backend without a known limit gets no budget figures."""
     order = list(dict.fromkeys((s.refiner, s.backend) for s in samples))
     groups = {pair: [s for s in samples if (s.refiner, s.backend) == pair] for pair in order}
     values = {pair: _values(group) for pair, group in groups.items()}
@@ -87,7 +88,7 @@ def build_rows(samples: Sequence[Sample], counters: dict, limits: dict[str, int]
         refinements = list({s.caption: s.refinement for s in group if s.refinement}.values())
         prompts = {s.caption: s.prompt for s in group}
         tokens = [counters[backend].count(p) for p in prompts.values()]
-        limit = limits[backend]
+        limit = limits.get(backend)
         scored = [s for s in group if s.score]
         rows.append(Row(
             refiner=refiner, backend=backend, prompts=len({s.caption for s in scored}), videos=len(scored),

@@ -2,16 +2,23 @@
 
 `sample_indices` and `sample_frames` pick frames the way VideoPhy-2's AutoEval does (REFERENCE.md §2): one
 frame near the middle of each of `count` equal segments, so every judge that samples through here sees the
-same moments. `autoeval_pixels` then makes the AutoEval's input, `[B, 3, 32, 224, 224]`.
+same moments. `autoeval_frames` and `autoeval_pixels` then make the AutoEval's input, `[B, 3, 32, 224, 224]`.
 
-How the reference resizes, and how close we get: it decodes with decord at width = height = 224, i.e.
-FFmpeg's `scale=224:224` filter with no crop and no kept aspect ratio. Through libavfilter's API that filter
-uses libswscale's default for the filter, bilinear (FFmpeg 4.x, which decord's wheels bundle), and swscale's
-bilinear widens its kernel by the shrink factor when it shrinks: an antialiased ("area-aware") triangle
-filter, like Pillow's BILINEAR. torch's `interpolate(mode="bilinear", antialias=True)` is that filter, so we
-use it, then round to uint8 as decord's output is. What torch cannot repeat is swscale's fixed-point
-arithmetic and that it scales the decoded YUV planes (chroma at half resolution) before converting to RGB,
-so pixels differ by a few levels from decord's; the frames are equal where no resize is needed (224×224).
+How the reference resizes, and how we repeat it: it decodes with decord at width = height = 224, i.e.
+FFmpeg's `scale=224:224` filter (bilinear in the FFmpeg 4.1 decord bundles) with no crop and no kept aspect
+ratio, applied to every decoded frame before it is RGB: swscale scales the YUV planes, chroma at its own
+(half) resolution, in the pass that converts to RGB. A video file is read through that same filter
+(`read_video(size=…)`), which gives decord's frames exactly. Converting to RGB at full size and resizing
+afterwards, as this module did, does not: at sharp colour edges of a yuv420p video (every H.264 file a video
+model writes) it is off by over 100 levels (mean ~2 on a plain scene, 10-40 on dense colour patterns;
+benchmarks/judge_decode.py).
+
+Frames handed over in memory are RGB and were never YUV, so there is no chroma to scale: they are squashed
+by the same filter on their RGB pixels (`scale_frames`), which is what the filter does to an RGB source.
+The judge is not shown what an encoded file would hold (the encoder's loss and chroma subsampling would
+depend on settings the caller never chose); to judge the file a model wrote, pass its path, as evaluation
+does. decord itself reads neither .gif nor animated .webp; here those are RGB and are squashed likewise.
+
 The reference's CLIP image processor then resizes a 224×224 image to 224×224 and center-crops 224: both are
 no-ops, leaving x/255 (in float64, stored as float32, as transformers 4.28 computes it) and CLIP's
 mean/std.
@@ -63,17 +70,27 @@ def sample_frames(video: Video, count: int = NUM_FRAMES) -> tuple[np.ndarray, in
     return to_uint8(frames[sample_indices(total, count)]), total
 
 
+def autoeval_frames(video: Video, count: int = NUM_FRAMES) -> tuple[np.ndarray, int]:
+    """(uint8 frames `[count, H, W, 3]` for `autoeval_pixels`, frames the video had), picked by
+    `sample_indices`. A file is decoded at 224×224 as the reference decodes it (module docstring); frames in
+    memory are sampled at their own size, and `autoeval_pixels` squashes them."""
+    if isinstance(video, (str, os.PathLike)):
+        from ..video.writer import read_video
+
+        # Every frame is scaled as it is decoded (a 224×224 frame is small), so nothing full-size is kept.
+        frames = read_video(video, size=(IMAGE_SIZE, IMAGE_SIZE))[0]
+        return frames[sample_indices(len(frames), count)], len(frames)
+    return sample_frames(video, count)
+
+
 def autoeval_pixels(frames: np.ndarray) -> torch.Tensor:
     """The AutoEval's pixel tensor `[3, T, 224, 224]` (float32) of uint8 frames `[T, H, W, 3]`: squashed to
     224×224 as the module docstring explains, then CLIP-normalised. Stack videos on a new first axis."""
     import torch
-    import torch.nn.functional as F
 
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
-    if tuple(pixels.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        resized = F.interpolate(pixels.float(), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
-                                align_corners=False, antialias=True)
-        pixels = resized.round().clamp(0, 255)
+    from ..video.writer import scale_frames
+
+    pixels = torch.from_numpy(scale_frames(np.asarray(frames), (IMAGE_SIZE, IMAGE_SIZE))).permute(0, 3, 1, 2)
     scaled = (pixels.double() * (1 / 255)).float()
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, dtype=torch.float32).view(1, 3, 1, 1)

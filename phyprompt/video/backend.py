@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, ClassVar, Union
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar, Union
 from ..budget import TokenCounter
 from ..checkpoints import ModelFolderError
 from ..progress import OptionalProgress
+from .writer import EightBit
 
 if TYPE_CHECKING:  # for annotations only: reading a description (the CLI's help) does not import torch
     import torch
@@ -69,12 +70,15 @@ class Setting:
 
 @dataclass(frozen=True)
 class LoadOption:
-    """A load-time choice beyond dtype and device (e.g. CPU offload): a boolean, or one of `choices`."""
+    """A load-time choice beyond dtype and device (e.g. CPU offload): a boolean, one of `choices`, or with
+    `suffixes` a file given by its path (e.g. a checkpoint's config), default None: the backend's own choice."""
 
     name: str
-    default: str | bool
+    default: str | bool | None
     choices: tuple[str, ...] = ()
     help: str = ""
+    suffixes: tuple[str, ...] = ()  # a file option: the file names it takes; the converter takes it too
+    folder_kinds: tuple[str, ...] = ()  # where ComfyUI lists such files (models/<kind>/)
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,14 @@ class BackendInfo:
     load_options: tuple[LoadOption, ...] = ()
     summary: str = ""  # one sentence for help texts and node descriptions
     # "module:function" (relative to phyprompt.video) that converts the original release into what `load`
-    # reads fastest and without pickle: `function(source, out, *, dtype=None) -> pathlib.Path`, used by
-    # `phyprompt convert <name>`; empty: the backend loads its release as is
+    # reads fastest and without pickle: `function(source, out, *, dtype=None, **file options given) ->
+    # pathlib.Path` (file options: the load options with `suffixes`, e.g. a config the conversion must read),
+    # used by `phyprompt convert <name>`; empty: the backend loads its release as is
     converter: str = ""
+    # how its float frames become 8-bit, as the original's save path does it (a video `generate` writes has the
+    # original's pixels for the same floats); the default, rounding to the nearest level, for backends that do
+    # not say
+    eight_bit: EightBit = EightBit()
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -191,7 +200,8 @@ class SampleDefaults:
 
 class VideoBackend:
     """What the rest of the project asks of a video model. Subclasses set `info` and implement `load`,
-    `load_token_counter`, `sample`, the token properties, and `check` for what their model cannot do."""
+    `load_token_counter`, `sample`, the token properties, and `check_settings` (from the description) and
+    `check` (from the loaded model) for what their model cannot do."""
 
     info: ClassVar[BackendInfo]
 
@@ -232,37 +242,77 @@ class VideoBackend:
             raise NotImplementedError
         return self.counter.count(text)
 
+    @classmethod
+    def official_defaults(cls) -> SampleDefaults:
+        """The official settings of the description: what a request's missing settings take before a model is
+        loaded (a loaded one may size them to its checkpoint: `defaults`)."""
+        values = {s.name: s.default for s in cls.info.settings}
+        return SampleDefaults(fps=cls.info.fps, scheduler=cls.info.schedulers[0], **values)
+
     @property
     def defaults(self) -> SampleDefaults:
         """The settings a request leaves out take; the official ones unless the model says otherwise."""
-        values = {s.name: s.default for s in self.info.settings}
-        return SampleDefaults(fps=self.info.fps, scheduler=self.info.schedulers[0], **values)
+        return self.official_defaults()
+
+    @property
+    def eight_bit(self) -> EightBit:
+        """How this model's frames become 8-bit (`info.eight_bit`, "model" replaced by `frames_dtype`): what
+        the writer is given for them."""
+        described = self.info.eight_bit
+        return replace(described, dtype=self.frames_dtype) if described.dtype == "model" else described
+
+    @property
+    def frames_dtype(self) -> str:
+        """The float type (e.g. "float16") the model computes its frames in before they are widened to float32;
+        needed where `info.eight_bit` says "model"."""
+        raise NotImplementedError
 
     def modules(self) -> dict[str, torch.nn.Module] | None:
         """The torch modules holding the weights, for a host's memory management (ComfyUI moves them
         between devices); None when the backend moves its weights itself (e.g. diffusers' CPU offload)."""
         raise NotImplementedError
 
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        """Raise VideoSettingsError for settings in range that no model of this backend can render (sizes and
+        frame counts its architecture cannot make), known from the description alone: checked before anything
+        is loaded."""
+
     def check(self, settings: dict) -> None:
-        """Raise VideoSettingsError for settings in range that this model still cannot render."""
+        """Raise VideoSettingsError for settings in range that this loaded model still cannot render (what its
+        own config decides)."""
+
+    @classmethod
+    def check_request(cls, request: SampleRequest) -> dict:
+        """The request's settings with the official defaults filled in, checked against everything the
+        description knows (ranges, schedulers, `check_settings`) without loading a model: the CLI and the
+        nodes' queue-time validation call it, so a setting no model can render fails in a second, not after a
+        load of gigabytes. `settings` checks the rest once the model is loaded. A prompt of None is not known
+        yet (a node's input linked to another node) and is not checked."""
+        return cls._checked(request, cls.official_defaults())
 
     def settings(self, request: SampleRequest) -> dict:
-        """The request's settings with defaults filled in, checked against the ranges in `info` and by
+        """The request's settings with this model's defaults filled in, checked as `check_request` does and by
         `check`. Cheap: callers check before moving weights to the GPU."""
-        if not request.prompt or not request.prompt.strip():
+        settings = self._checked(request, self.defaults)
+        self.check(settings)
+        return settings
+
+    @classmethod
+    def _checked(cls, request: SampleRequest, defaults: SampleDefaults) -> dict:
+        if request.prompt is not None and not request.prompt.strip():
             raise VideoSettingsError("the prompt is empty: describe the scene you want to see")
-        defaults = self.defaults
         settings = {}
-        for setting in self.info.settings:
+        for setting in cls.info.settings:
             value = getattr(request, setting.name)
             value = getattr(defaults, setting.name) if value is None else value
-            _check_range(self.info, setting, value)
+            _check_range(cls.info, setting, value)
             settings[setting.name] = value
         settings["scheduler"] = request.scheduler or defaults.scheduler
-        if settings["scheduler"] not in self.info.schedulers:
+        if settings["scheduler"] not in cls.info.schedulers:
             raise VideoSettingsError(
-                f"unknown scheduler {settings['scheduler']!r}; choose one of: {', '.join(self.info.schedulers)}")
-        self.check(settings)
+                f"unknown scheduler {settings['scheduler']!r}; choose one of: {', '.join(cls.info.schedulers)}")
+        cls.check_settings(settings)
         return settings
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:

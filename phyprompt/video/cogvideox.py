@@ -14,6 +14,7 @@ from ..devices import resolve_device, resolve_dtype
 from ..progress import OptionalProgress
 from .backend import (BackendInfo, DiffusersFolder, LoadOption, SampleDefaults, SampleRequest, Setting, Video,
                       VideoBackend, VideoModelError, VideoSettingsError)
+from .writer import EightBit
 
 if TYPE_CHECKING:  # torch (like diffusers) is imported when a model is loaded, not when INFO is read
     import torch
@@ -23,6 +24,9 @@ TOKENIZER_DESCRIPTION = "the T5 tokenizer"
 _WEIGHTED_COMPONENTS = ("text_encoder", "transformer", "vae")
 # Memory options (diffusers' CPU offload; model and sequential need a CUDA GPU)
 OFFLOAD_MODES = ("none", "model", "sequential")
+# Every CogVideoX (2B, 5B): the VAE makes latents 8x smaller and 4 frames into one latent frame, and the
+# transformer reads 2x2 patches of them. A loaded folder's own config is checked again (`check`).
+VAE_SCALE, VAE_FRAMES, PATCH = 8, 4, 2
 
 # The official settings (THUDM's model cards and demo): 480x720, 49 frames, 50 steps, guidance 6,
 # saved at 8 fps, the DPM scheduler with dynamic CFG.
@@ -36,9 +40,9 @@ INFO = BackendInfo(
     settings=(
         Setting("steps", 50, 1, 500, help="Denoising steps (official: 50)."),
         Setting("guidance", 6.0, 0.0, 30.0, step=0.1, help="Classifier-free guidance (official: 6)."),
-        Setting("frames", 49, 1, 1025, step=8, help="1 + 8·k frames (official: 49, about 6 s at 8 fps)."),
-        Setting("width", 720, 16, 2048, step=16),
-        Setting("height", 480, 16, 2048, step=16),
+        Setting("frames", 49, 1, 1025, step=VAE_FRAMES * 2, help="1 + 8·k frames (official: 49, about 6 s at 8 fps)."),
+        Setting("width", 720, VAE_SCALE * PATCH, 2048, step=VAE_SCALE * PATCH),
+        Setting("height", 480, VAE_SCALE * PATCH, 2048, step=VAE_SCALE * PATCH),
     ),
     schedulers=("dpm", "ddim"),
     fps=8.0,
@@ -48,6 +52,10 @@ INFO = BackendInfo(
                         "GPUs (slower; sequential is the slowest and smallest; CUDA only)."),
         LoadOption("vae_tiling", True, help="Decode in tiles: much less VRAM."),
     ),
+    # THUDM's demo saves the pipeline's PIL frames: diffusers' numpy_to_pil, (x * 255).round() on the float32
+    # frames, the frames this backend returns (output_type "np" stops just before that step). Exact: the same
+    # floats give the same pixels.
+    eight_bit=EightBit("nearest"),
 )
 
 
@@ -78,6 +86,22 @@ def check_folder(folder: str) -> None:
         raise VideoModelError(f"{folder} is incomplete: scheduler/scheduler_config.json is missing")
     if not os.path.isdir(os.path.join(folder, "tokenizer")):
         raise VideoModelError(f"{folder} is incomplete: the tokenizer/ folder is missing")
+
+
+def _check_grid(settings: dict, multiple: int, vae_frames: int) -> None:
+    """Sizes the VAE and the patches divide (`multiple`) and frame counts the VAE makes as asked."""
+    for label in ("width", "height"):
+        value = settings[label]
+        if value < multiple or value % multiple:
+            nearest = max(multiple, math.ceil(value / multiple) * multiple)
+            raise VideoSettingsError(
+                f"{label} {value} is not a multiple of {multiple} (the VAE and patch size); try {nearest}")
+    # The VAE compresses `vae_frames` frames into one latent frame and decodes latent frames in pairs after the
+    # first, so only 1 + 8k frames come out as asked (49 = 1 + 8*6); other counts come out different.
+    step, frames = vae_frames * 2, settings["frames"]
+    if frames < 1 or (frames - 1) % step:
+        nearest = max(0, math.ceil((frames - 1) / step)) * step + 1
+        raise VideoSettingsError(f"CogVideoX makes 1 + {step}·k frames (e.g. 49), not {frames}; try {nearest}")
 
 
 def _dtype_argument(dtype: torch.dtype) -> dict:
@@ -180,22 +204,16 @@ class CogVideoXBackend(VideoBackend):
             self._schedulers[name] = kind.from_config(self.pipeline.scheduler.config)
         return self._schedulers[name]
 
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        _check_grid(settings, VAE_SCALE * PATCH, VAE_FRAMES)
+
     def check(self, settings: dict) -> None:
-        multiple = self.pipeline.vae_scale_factor_spatial * self.transformer_config.patch_size
-        width, height, frames = settings["width"], settings["height"], settings["frames"]
-        for label, value in (("width", width), ("height", height)):
-            if value < multiple or value % multiple:
-                nearest = max(multiple, math.ceil(value / multiple) * multiple)
-                raise VideoSettingsError(
-                    f"{label} {value} is not a multiple of {multiple} (the VAE and patch size); try {nearest}")
-        # The VAE compresses 4 frames into one latent frame and decodes latent frames in pairs after the
-        # first, so only 1 + 8k frames come out as asked (49 = 1 + 8*6); other counts come out different.
-        step = self.pipeline.vae_scale_factor_temporal * 2
-        if frames < 1 or (frames - 1) % step:
-            nearest = max(0, math.ceil((frames - 1) / step)) * step + 1
-            raise VideoSettingsError(f"CogVideoX makes 1 + {step}·k frames (e.g. 49), not {frames}; try {nearest}")
+        _check_grid(settings, self.pipeline.vae_scale_factor_spatial * self.transformer_config.patch_size,
+                    self.pipeline.vae_scale_factor_temporal)
         d = self.defaults
-        if self.transformer_config.use_learned_positional_embeddings and (width, height) != (d.width, d.height):
+        if (self.transformer_config.use_learned_positional_embeddings
+                and (settings["width"], settings["height"]) != (d.width, d.height)):
             raise VideoSettingsError(f"this CogVideoX only renders {d.width}x{d.height}")
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:

@@ -14,8 +14,8 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
-from phyprompt.video import (BackendInfo, LoadOption, SampleRequest, Setting, SingleFile, Video, VideoBackend,
-                             VideoModelError)
+from phyprompt.video import (BackendInfo, EightBit, LoadOption, SampleRequest, Setting, SingleFile, Video,
+                             VideoBackend, VideoModelError)
 
 WORD_LIMIT = 8
 
@@ -45,6 +45,8 @@ class ToyBackend(VideoBackend):
         schedulers=("walk", "jump"),
         fps=12.0,
         load_options=(LoadOption("brightness", "normal", ("normal", "dim")),),
+        # how its "original" saves a video (a plugin that does not say gets rounding to the nearest level)
+        eight_bit=EightBit("truncate", "float32"),
     )
 
     def __init__(self, palette: torch.Tensor, brightness: str):
@@ -76,7 +78,8 @@ class ToyBackend(VideoBackend):
     def modules(self):
         return {"palette": self.palette}
 
-    def check(self, settings: dict) -> None:
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:  # known without a model: checked before one is loaded
         from phyprompt.video import VideoSettingsError
 
         if settings["width"] % 8 or settings["height"] % 8:

@@ -23,6 +23,9 @@ UNET = dict(in_channels=4, out_channels=4, model_channels=32, attention_resoluti
 DDCONFIG = dict(double_z=True, z_channels=4, resolution=64, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 1, 1, 1],
                 num_res_blocks=1, attn_resolutions=[], dropout=0.0)
 TEXT_WIDTH, TEXT_LAYERS = 64, 3
+# OpenCLIP has no tower this small: the YAML names an architecture of its own and describes it beside the params
+# (text_cfg), as the port reads one that OpenCLIP does not ship
+TEXT_ARCH = "tiny-text-64"
 SETTINGS = dict(steps=2, frames=3, width=64, height=64)  # what tests render
 
 
@@ -37,7 +40,8 @@ def yaml_document() -> dict:
             "embed_dim": 4, "monitor": "val/rec_loss", "ddconfig": dict(DDCONFIG),
             "lossconfig": {"target": "torch.nn.Identity"}}},
         "cond_stage_config": {"target": "lvdm.modules.encoders.condition.FrozenOpenCLIPEmbedder",
-                              "params": {"freeze": True, "layer": "penultimate"}},
+                              "params": {"arch": TEXT_ARCH, "freeze": True, "layer": "penultimate"},
+                              "text_cfg": {"width": TEXT_WIDTH, "heads": 1, "layers": TEXT_LAYERS}},
     }}}
 
 
@@ -48,7 +52,7 @@ def original_state_dict(seed: int = 0) -> dict:
     import torch
     import yaml
 
-    from phyprompt.video.videocrafter2.config import TextConfig, read_yaml
+    from phyprompt.video.videocrafter2.config import read_yaml
     from phyprompt.video.videocrafter2.model import VideoCrafter2, port_state_dict
 
     torch.manual_seed(seed)
@@ -56,8 +60,7 @@ def original_state_dict(seed: int = 0) -> dict:
         path = os.path.join(folder, "model.yaml")
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(yaml_document(), f)
-        config = read_yaml(path)
-    text = TextConfig(width=TEXT_WIDTH, heads=1, layers=TEXT_LAYERS)
+        config, text = read_yaml(path)
     model = VideoCrafter2(config, text)
     with torch.no_grad():  # random everywhere, the zero-initialised output layers too
         for name, p in model.named_parameters():

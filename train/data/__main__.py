@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phyprompt.commands.common import fail, positive_int
+from phyprompt.commands.common import fail, positive_int, silence_known_warnings
 from phyprompt.prompt_lists import PromptListError, prompt_key, read_prompt_list
 from phyprompt.targets import TARGET_NAMES
 
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    silence_known_warnings()  # `teach` with a local teacher and its adapter
     args = build_parser().parse_args(argv)
     from phyprompt.refiners.loading import RefinerLoadError
 

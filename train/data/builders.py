@@ -2,20 +2,22 @@
 
 Neither data set ships with the project (PhyGenBench has no licence file; VideoPhy-2 is the evaluation
 benchmark's family), so these read a copy the user downloaded. Rows whose refined prompt does not fit
-the chosen target's budget, or whose user prompt was already seen, are skipped and counted.
+the chosen target's budget, or whose user prompt was already seen, are skipped and counted. A source that
+is not plain text (`phyprompt.prompt_lists`' rule: UTF-8, no control characters) is refused, naming the row.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 from phyprompt.budget import counter_for
-from phyprompt.prompt_lists import prompt_key
+from phyprompt.prompt_lists import check_value, prompt_key, read_text
 from phyprompt.targets import get_target
 
 from .schema import CATEGORIES, Example
@@ -68,6 +70,20 @@ class _Collector:
         ))
 
 
+_PHYGENBENCH_TEXT = ("caption", "explicit_caption", "physical_laws", "main_category", "sub_category")
+
+
+def _check_text(row: dict, columns, where: str) -> None:
+    """Refuse a row whose text is not plain text (`phyprompt.prompt_lists`' rule) in a column a training
+    example is made of. The file's own text is checked as it is read; a JSON escape or a Parquet cell only
+    shows here."""
+    for column in columns:
+        value = row.get(column)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                check_value(text, f"{where}, {column}")
+
+
 def _category(name: str) -> str:
     name = str(name or "").strip().lower()
     return name if name in CATEGORIES else "other"
@@ -77,10 +93,7 @@ def from_phygenbench(path: str | os.PathLike, target: str = "cogvideox") -> Buil
     """PhyGenBench's `explicit_prompts.json`: caption → user prompt, explicit_caption → refined prompt,
     physical_laws → reasoning, main/sub category kept."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            rows = json.load(handle)
-    except OSError as error:
-        raise SourceFormatError(f"cannot read {os.fspath(path)}: {error.strerror or error}") from None
+        rows = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise SourceFormatError(f"{os.fspath(path)} is not valid JSON ({error.msg}, line {error.lineno})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -93,7 +106,8 @@ def from_phygenbench(path: str | os.PathLike, target: str = "cogvideox") -> Buil
             f"{os.fspath(path)}: rows lack {', '.join(sorted(needed - set(rows[0])))}; is this explicit_prompts.json?"
         )
     collect = _Collector(target, "phygenbench")
-    for row in rows:
+    for number, row in enumerate(rows, 1):
+        _check_text(row, _PHYGENBENCH_TEXT, f"{os.fspath(path)}: item {number}")
         laws = row.get("physical_laws")
         collect.add(
             row.get("caption"), laws, row.get("explicit_caption"),
@@ -134,11 +148,7 @@ def _read_table(path: str) -> list[dict]:
         except ImportError:
             raise SourceFormatError("reading Parquet needs pyarrow: pip install pyarrow (or convert to CSV)") from None
         return parquet.read_table(path).to_pylist()
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    except OSError as error:
-        raise SourceFormatError(f"cannot read {path}: {error.strerror or error}") from None
+    return list(csv.DictReader(io.StringIO(read_text(path), newline="")))  # "": line ends as csv wants them
 
 
 _RULE_COLUMNS = ("physics_rules_followed", "physics_rules_unfollowed", "physics_rules_cannot_be_determined")
@@ -153,7 +163,8 @@ def from_videophy2(path: str | os.PathLike, target: str = "cogvideox") -> BuildR
     if rows and not {"caption", "upsampled_caption"} <= set(rows[0]):
         raise SourceFormatError(f"{path}: no caption/upsampled_caption columns; is this VideoPhy-2 train?")
     rules_by_caption: dict[str, list[str]] = {}
-    for row in rows:
+    for number, row in enumerate(rows, 2 if path.lower().endswith(".csv") else 1):  # CSV row 1 is the header
+        _check_text(row, ("caption", "upsampled_caption", "category", *_RULE_COLUMNS), f"{path}: row {number}")
         rules = rules_by_caption.setdefault(prompt_key(str(row.get("caption") or "")), [])
         for column in _RULE_COLUMNS:
             rules.extend(r for r in _as_list(row.get(column)) if r not in rules)

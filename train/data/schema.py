@@ -15,17 +15,20 @@ Fields (all strings unless noted):
   ``teacher:<model>``).
 
 Reading never stops at a bad line: malformed lines are reported with their line numbers and every good
-line is kept.
+line is kept. A line that is not plain text (a control character, `phyprompt.prompt_lists`' rule) is such a
+bad line; a file that is not UTF-8 (UTF-16, say) is reported as a whole and none of its lines is read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from phyprompt.files import write_text_atomic
+from phyprompt.prompt_lists import NotTextError, decode_text, text_fault
 from phyprompt.targets import TARGET_NAMES
 
 CATEGORIES = ("mechanics", "fluids", "deformation", "thermal", "optics", "interactions", "material", "other")
@@ -94,6 +97,13 @@ def example_from_dict(row: object) -> tuple[Example | None, list[str]]:
     subcategory = row.get("subcategory", "")
     if not isinstance(subcategory, str):
         errors.append("field 'subcategory' must be a string")
+    # the line's own text is checked as it is read; a JSON escape (\\u0000) shows only in the values
+    texts = [(name, row.get(name)) for name in FIELDS]
+    texts += [("laws", law) for law in (laws if isinstance(laws, list) else ())]
+    for name, value in texts:
+        fault = text_fault(value) if isinstance(value, str) else None
+        if fault:
+            errors.append(f"field {name!r} holds {fault}; it must be plain text")
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
         errors.append(f"unknown field(s) {', '.join(map(repr, unknown))}; the schema has {', '.join(FIELDS)}")
@@ -116,28 +126,32 @@ def read_examples(paths) -> Loaded:
     loaded = Loaded()
     for path in map(os.fspath, paths):
         try:
-            handle = open(path, encoding="utf-8")
+            with open(path, "rb") as handle:
+                text = decode_text(handle.read(), path)
         except OSError as error:
             loaded.problems.append(Problem(path, 0, f"cannot read: {error.strerror or error}"))
             continue
-        with handle:
+        except NotTextError as error:  # UTF-16 or not UTF-8: no line of it can be trusted
+            loaded.problems.append(Problem(path, error.line, error.reason))
+            continue
+        for number, line in enumerate(io.StringIO(text, newline=""), 1):
+            if not line.strip():
+                continue
+            fault = text_fault(line, "column")  # before JSON, which would call a raw control character a syntax error
+            if fault:
+                loaded.problems.append(Problem(path, number, f"{fault}; the line must be plain text"))
+                continue
             try:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        loaded.problems.append(Problem(path, number, f"not valid JSON ({error.msg})"))
-                        continue
-                    example, errors = example_from_dict(value)
-                    if example is None:
-                        loaded.problems.extend(Problem(path, number, message) for message in errors)
-                    else:
-                        loaded.examples.append(example)
-                        loaded.origins.append((path, number))
-            except UnicodeDecodeError:
-                loaded.problems.append(Problem(path, 0, "not UTF-8 text"))
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                loaded.problems.append(Problem(path, number, f"not valid JSON ({error.msg})"))
+                continue
+            example, errors = example_from_dict(value)
+            if example is None:
+                loaded.problems.extend(Problem(path, number, message) for message in errors)
+            else:
+                loaded.examples.append(example)
+                loaded.origins.append((path, number))
     return loaded
 
 

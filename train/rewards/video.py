@@ -52,11 +52,13 @@ class VideoScorer:
                 "height": o.render_height, "seed": o.render_seed}
 
     def video_key(self, refined: str) -> str:
-        from phyprompt.evaluation.cache import key
+        from phyprompt.evaluation.cache import eight_bit_part, key
+        from phyprompt.video import backend_info
 
         o = self.options
+        conversion = eight_bit_part(backend_info(o.video_backend).eight_bit)  # how the file's levels were made
         return key(backend=o.video_backend, model=os.path.abspath(o.video_model), dtype=o.video_dtype,
-                   prompt=refined, **self._render_settings())
+                   prompt=refined, **self._render_settings(), **conversion)
 
     def score_key(self, video_key: str, original: str) -> str:
         from phyprompt.evaluation.cache import key
@@ -119,7 +121,8 @@ class VideoScorer:
                     log.warning("video reward: %s for %r; it gets the minimum reward", video, prompts[video_key][:80])
                     continue
                 self.renders += 1
-                path, _record = self.cache.put_video(video_key, video.frames, video.fps, {"prompt": prompts[video_key]})
+                path, _record = self.cache.put_video(video_key, video.frames, video.fps, {"prompt": prompts[video_key]},
+                                                     eight_bit=backend.eight_bit)  # as the original saves them
                 paths[video_key] = str(path)
         return paths
 

@@ -1,8 +1,8 @@
 """`AutoEvalJudge`: VideoPhy-2's AutoEval behind the `Judge` protocol.
 
 Per video it asks the SA question with the caption, the PC question and one question per rule, as the
-reference does one prompt at a time (same frame indices, pixels up to the resize, prompt ids, greedy
-answers), plus the expected score at the first answer position. Beyond the reference:
+reference does one prompt at a time (same frame indices, a video file's pixels as decord decodes them,
+prompt ids, greedy answers), plus the expected score at the first answer position. Beyond the reference:
 
 - a video's 65 tokens are computed once and shared by all its prompts (`share_video_encoding`; off, every
   prompt encodes the video again as the reference does); the tokens are the same either way;
@@ -24,7 +24,7 @@ import torch
 from ...devices import PRECISIONS, resolve_device, torch_dtype
 from ...progress import OptionalProgress
 from ..base import Answer, Judgement, RuleVerdict, Video, check_request
-from ..frames import autoeval_pixels, sample_frames
+from ..frames import autoeval_frames, autoeval_pixels
 from ..scores import RULE_VALUES, SCALE_VALUES, expected_score, parse_score
 from ..templates import pc_prompt, rule_prompt, sa_prompt
 from .decoding import MAX_LENGTH, greedy_decode
@@ -112,7 +112,7 @@ class AutoEvalJudge:
     @torch.inference_mode()
     def _judge_batch(self, model: AutoEvalModel, videos: Sequence[Video], captions: Sequence[str],
                      rules: list[list[str]]) -> list[Judgement]:
-        sampled = [sample_frames(video) for video in videos]
+        sampled = [autoeval_frames(video) for video in videos]
         pixels = torch.stack([autoeval_pixels(frames) for frames, _ in sampled])
         questions, notes = self._questions(captions, rules)
         embeds = self._embed(model, pixels, questions)

@@ -12,6 +12,7 @@ from ...devices import resolve_device, resolve_dtype
 from ...progress import OptionalProgress
 from ..backend import (BackendInfo, Component, DiffusersFolder, LoadOption, SampleRequest, Setting, SingleFile, Video,
                        VideoBackend, VideoModelError, VideoSettingsError)
+from ..writer import EightBit
 from .loading import SD_EXAMPLE, SD_PIPELINE, check_sd_folder
 
 if TYPE_CHECKING:  # torch and diffusers are imported when a model is loaded, not when INFO is read
@@ -51,6 +52,14 @@ INFO = BackendInfo(
                                      "off: its plain weights."),
     ),
     converter="lavie.loading:convert",
+    # The original's decode_latents (base/pipelines/pipeline_videogen.py): ((x / 2 + 0.5) * 255).add_(0.5)
+    # .clamp_(0, 255).to(torch.uint8), all in the model's type (fp16 in base/sample.py): rounding half up.
+    # `sampling.decode` computes (x / 2 + 0.5).clamp(0, 1) in float32, where x / 2 + 0.5 is exact for a float16
+    # or bfloat16 x, so the writer's rounding of it to the model's type is the model-type sum; clamping first
+    # gives the same levels (the steps after it only grow with it, and make 0 of 0 and 255 of 1). The writer
+    # does the rest in the model's type. Exact: the same decoder output gives the same pixels (checked for
+    # every float16 and bfloat16 value).
+    eight_bit=EightBit("half_up", "model"),
 )
 
 
@@ -121,13 +130,16 @@ class LaVieBackend(VideoBackend):
     def vae_scale(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def frames_dtype(self) -> str:
+        return str(self.vae.dtype).removeprefix("torch.")  # the VAE decodes the frames
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        _check_size(settings, SIZE_MULTIPLE)
+
     def check(self, settings: dict) -> None:
-        multiple = max(SIZE_MULTIPLE, self.vae_scale)
-        for label in ("width", "height"):
-            value = settings[label]
-            if value % multiple:
-                raise VideoSettingsError(f"{label} {value} is not a multiple of {multiple}; try "
-                                         f"{math.ceil(value / multiple) * multiple}")
+        _check_size(settings, max(SIZE_MULTIPLE, self.vae_scale))
 
     def sample(self, request: SampleRequest, progress: OptionalProgress = None) -> Video:
         import torch
@@ -146,6 +158,14 @@ class LaVieBackend(VideoBackend):
         latents = denoise(self.unet, context, latents, steps=settings["steps"], guidance=settings["guidance"],
                           generator=generator, progress=progress)
         return Video(frames=decode(self.vae, latents), fps=self.info.fps)
+
+
+def _check_size(settings: dict, multiple: int) -> None:
+    for label in ("width", "height"):
+        value = settings[label]
+        if value % multiple:
+            raise VideoSettingsError(f"{label} {value} is not a multiple of {multiple}; try "
+                                     f"{math.ceil(value / multiple) * multiple}")
 
 
 def _load_tokenizer(sd_folder: str):

@@ -24,6 +24,8 @@ SD_PIPELINE = "StableDiffusionPipeline"
 SD_EXAMPLE = "CompVis/stable-diffusion-v1-4"
 EMA_KEY = "ema"
 TEMPORAL_MARKER = ".attn_temp."  # every LaVie transformer block has one; Stable Diffusion's have none
+# where an image UNet's tensors start: diffusers' names (LaVie's spatial layers keep them) or an LDM file's
+IMAGE_UNET_PREFIXES = ("down_blocks.", "model.diffusion_model.")
 
 
 def check_sd_folder(folder: str) -> None:
@@ -64,11 +66,20 @@ def read_unet_weights(path: str, ema: bool) -> tuple[dict[str, torch.Tensor], st
 
 
 def _checked(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    if not any(TEMPORAL_MARKER in key for key in state_dict):
-        raise VideoModelError(
-            f"{name} has no temporal attention layers (attn_temp): it is a Stable Diffusion image checkpoint, "
-            "not LaVie's lavie_base.pt (YaohuiW/LaVie); pass the Stable Diffusion folder as sd_folder instead")
-    return state_dict
+    """The state dict if it is LaVie's; else one VideoModelError saying what the file is, as far as its names
+    tell (VideoCrafter2's own checkpoint test decides that case, so the two backends never disagree)."""
+    if any(TEMPORAL_MARKER in key for key in state_dict):
+        return state_dict
+    from ..videocrafter2.keys import is_videocrafter2  # here: it imports torch, which the CLI's parser must not
+
+    if is_videocrafter2(state_dict):
+        raise VideoModelError(f"{name} is a VideoCrafter2 checkpoint (text-to-video, with an OpenCLIP text encoder), "
+                              "not LaVie's lavie_base.pt (YaohuiW/LaVie): load it with the videocrafter2 backend")
+    what = "not LaVie's lavie_base.pt (YaohuiW/LaVie)"
+    if any(key.startswith(IMAGE_UNET_PREFIXES) for key in state_dict):
+        raise VideoModelError(f"{name} has no temporal attention layers (attn_temp): it is a Stable Diffusion image "
+                              f"checkpoint, {what}; pass the Stable Diffusion folder as sd_folder instead")
+    raise VideoModelError(f"{name} has no temporal attention layers (attn_temp), so it is {what}")
 
 
 def load_unet_weights(unet: LaVieUNet, path: str, ema: bool, sd_folder: str) -> str:

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from ...budget import TokenizerCounter
 from ...devices import resolve_device, resolve_dtype
 from ...progress import OptionalProgress
-from ..backend import (BackendInfo, SampleDefaults, SampleRequest, Setting, SingleFile, Video, VideoBackend,
-                       VideoModelError, VideoSettingsError)
+from ..backend import (BackendInfo, LoadOption, SampleDefaults, SampleRequest, Setting, SingleFile, Video,
+                       VideoBackend, VideoModelError, VideoSettingsError)
+from ..writer import EightBit
 from .config import CLASS_NAME, TOKENIZER_DESCRIPTION
 
 if TYPE_CHECKING:  # the model (and torch) is imported when a model loads: the CLI's help reads INFO without it
@@ -20,6 +21,9 @@ if TYPE_CHECKING:  # the model (and torch) is imported when a model loads: the C
 
 FPS_CONDITION = 28  # the frame rate the UNet is told (the official run_text2video.sh); the video plays at 10
 ETA = 1.0
+# The autoencoder of every VideoCrafter config (Stable Diffusion's) makes latents 8x smaller; the UNet's
+# levels halve them further, by as much as the loaded config says (`check`: 64 pixels for the release).
+VAE_SCALE = 8
 
 # The official settings (scripts/run_text2video.sh with inference_t2v_512_v2.0.yaml): 320x512, 16 frames,
 # 50 DDIM steps, eta 1, guidance 12 against the empty prompt, fps condition 28, saved at 10 fps.
@@ -40,7 +44,18 @@ INFO = BackendInfo(
     ),
     schedulers=("ddim",),
     fps=10.0,
+    load_options=(
+        # ComfyUI keeps checkpoints' YAMLs in models/configs; users also put them beside the checkpoint
+        LoadOption("config", None, suffixes=(".yaml", ".yml"), folder_kinds=("configs", "videocrafter"),
+                   help="The checkpoint's original inference YAML (e.g. inference_t2v_512_v2.0.yaml): the "
+                        "architecture, text tower included. Default: <checkpoint name>.yaml beside the checkpoint, "
+                        "else the official release's settings. Not for a converted folder (it carries its own)."),
+    ),
     converter="videocrafter2.convert:convert",
+    # The original's save_videos (scripts/evaluation/funcs.py): clamp(x.float(), -1, 1), (x + 1) / 2, × 255, then
+    # .to(torch.uint8), which cuts toward zero, all in float32; `sample` computes the first two steps exactly so.
+    # Exact: the same decoder output gives the same pixels.
+    eight_bit=EightBit("truncate", "float32"),
 )
 
 
@@ -52,15 +67,16 @@ class VideoCrafter2Backend(VideoBackend):
         self.counter = TokenizerCounter(model.tokenizer, TOKENIZER_DESCRIPTION)
 
     @classmethod
-    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto",
-             load_on: str | None = None) -> "VideoCrafter2Backend":
+    def load(cls, path: str, *, dtype: str = "auto", device: str = "auto", load_on: str | None = None,
+             config: str | None = None) -> "VideoCrafter2Backend":
         import torch
 
         from .model import load_model
 
         run_on = resolve_device(device, VideoModelError)
         torch_dtype = resolve_dtype(dtype, run_on, VideoModelError, gpu_default=torch.float16)
-        return cls(load_model(path, dtype=torch_dtype, device=resolve_device(load_on or run_on, VideoModelError)))
+        return cls(load_model(path, config=config, dtype=torch_dtype,
+                              device=resolve_device(load_on or run_on, VideoModelError)))
 
     @classmethod
     def load_token_counter(cls, path: str) -> TokenizerCounter:
@@ -91,15 +107,14 @@ class VideoCrafter2Backend(VideoBackend):
         model = self.model
         return {"unet": model.unet, "text_encoder": model.text_encoder, "vae": model.vae}
 
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        _check_size(settings, VAE_SCALE, "the VAE")
+
     def check(self, settings: dict) -> None:
         # the VAE shrinks by vae_scale and the UNet halves the latents once per level after the first
         multiple = self.vae_scale * 2 ** (len(self.model.config.unet.channel_mult) - 1)
-        for label in ("width", "height"):
-            value = settings[label]
-            if value % multiple:
-                nearest = max(multiple, round(value / multiple) * multiple)
-                raise VideoSettingsError(
-                    f"{label} {value} is not a multiple of {multiple} (the VAE and the UNet's levels); try {nearest}")
+        _check_size(settings, multiple, "the VAE and the UNet's levels")
         timesteps = self.model.config.diffusion.timesteps
         if settings["steps"] > timesteps:
             raise VideoSettingsError(f"steps must be at most {timesteps}, the model's timesteps")
@@ -117,6 +132,15 @@ class VideoCrafter2Backend(VideoBackend):
         latents = model.sample(context, uncond, shape=shape, steps=settings["steps"], guidance=settings["guidance"],
                                eta=ETA, fps=FPS_CONDITION, generator=torch.Generator().manual_seed(request.seed % 2**64),
                                progress=progress)
-        pixels = model.decode(latents)[0]  # (3, t, H, W) in about -1..1
+        pixels = model.decode(latents)[0]  # (3, t, H, W) in about -1..1, float32
+        # in the original's order and type, so that the writer's truncation (INFO.eight_bit) ends as it does
         frames = ((pixels.clamp(-1.0, 1.0) + 1.0) / 2.0).permute(1, 2, 3, 0).contiguous().cpu()
         return Video(frames=frames, fps=self.defaults.fps)
+
+
+def _check_size(settings: dict, multiple: int, why: str) -> None:
+    for label in ("width", "height"):
+        value = settings[label]
+        if value % multiple:
+            nearest = max(multiple, round(value / multiple) * multiple)
+            raise VideoSettingsError(f"{label} {value} is not a multiple of {multiple} ({why}); try {nearest}")

@@ -1,5 +1,6 @@
-"""`phyprompt convert videocrafter2 model.ckpt OUT_DIR [--dtype fp16]`: the original checkpoint as a folder the
-backend loads without unpickling anything: `model.safetensors` in this port's names, `config.json` beside it.
+"""`phyprompt convert videocrafter2 model.ckpt OUT_DIR [--dtype fp16] [--config model.yaml]`: the original
+checkpoint as a folder the backend loads without unpickling anything: `model.safetensors` in this port's names,
+`config.json` beside it (the architecture read from the YAML, text tower included).
 
 The conversion builds the model from the checkpoint first (strictly, as loading does), so a checkpoint that
 would not load is never converted, and what is written is exactly what the port holds. The schedule stays
@@ -19,9 +20,9 @@ from ..backend import VideoModelError
 from .model import CLASS_NAME, CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, build, port_state_dict, read_original
 
 
-def convert(source, out, *, dtype: str | None = None) -> Path:
-    """Convert `source` (the original .ckpt/.safetensors, with its .yaml beside it if any) into the folder
-    `out`; `dtype` fp16, bf16 or fp32 (None: as stored). Returns the folder."""
+def convert(source, out, *, dtype: str | None = None, config: str | None = None) -> Path:
+    """Convert `source` (the original .ckpt/.safetensors, with its YAML `config`, else the .yaml beside it if
+    any) into the folder `out`; `dtype` fp16, bf16 or fp32 (None: as stored). Returns the folder."""
     from safetensors.torch import save_file
 
     from ...checkpoints import CheckpointError
@@ -35,7 +36,7 @@ def convert(source, out, *, dtype: str | None = None) -> Path:
     if not os.path.isfile(source):
         raise VideoModelError(f"VideoCrafter2 checkpoint not found: {source}")
     try:
-        model = build(*read_original(source), source=os.path.basename(source))
+        model = build(*read_original(source, config), source=os.path.basename(source))
     except CheckpointError as exc:
         raise VideoModelError(str(exc)) from exc
     target = torch_dtype(dtype) if dtype else None

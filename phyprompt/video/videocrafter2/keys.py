@@ -72,6 +72,16 @@ def original_tensors(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, tor
     return state_dict
 
 
+def is_videocrafter2(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a checkpoint's tensor names are VideoCrafter2 text-to-video's (what `original_tensors` takes):
+    another backend given this file by mistake asks, to say what the file is."""
+    try:
+        original_tensors(state_dict)
+    except CheckpointError:
+        return False
+    return True
+
+
 def to_port(state_dict: Mapping[str, torch.Tensor], vae_levels: int, text_layers_used: int) -> dict[str, torch.Tensor]:
     """`original_tensors` under this port's names."""
     blocks = {k.split(".")[4] for k in state_dict if k.startswith(TEXT + "transformer.resblocks.")}

@@ -1,6 +1,7 @@
 """VideoCrafter2 as one torch module, loaded from the original checkpoint or from this project's conversion.
 
-    model = load_model("model.ckpt")           # or a converted folder; model.yaml beside the .ckpt is read
+    model = load_model("model.ckpt")           # or a converted folder; model.yaml beside the .ckpt is read,
+                                               # or the YAML given: load_model("model.ckpt", config="my.yaml")
     tokens = model.tokenize(["a cat jumps"])   # (1, 77) OpenCLIP ids
     context = model.encode(tokens)             # (1, 77, 1024)
     eps = model.unet(latents, timesteps, context, fps)   # latents (b, 4, t, 40, 64)
@@ -10,8 +11,9 @@
 
 What is read (all files on the CPU, then moved): a `.ckpt`/`.pt`/`.pth` pickle only through
 `torch.load(weights_only=True)`, or a `.safetensors` file, in the original layout (`state_dict` or DeepSpeed
-`module` wrapping is unwrapped); the architecture from `<name>.yaml` beside the checkpoint (the original
-inference YAML, e.g. a copy of inference_t2v_512_v2.0.yaml) or else the official 512 v2.0 settings. A converted
+`module` wrapping is unwrapped); the architecture from the original inference YAML given as `config`, else
+`<name>.yaml` beside the checkpoint (e.g. a copy of inference_t2v_512_v2.0.yaml), else the official 512 v2.0
+settings, and the text tower's tensors are checked against the one that config names. A converted
 folder holds `config.json` (`_class_name` VideoCrafter2) and `model.safetensors` in this module's own names.
 Loading is strict (keys.py says which original tensors are left out, and why): a tensor missing, left over or
 misshapen is a CheckpointMismatchError naming the first few, never a layer silently left random.
@@ -86,16 +88,22 @@ def yaml_beside(checkpoint: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def read_original(path: str) -> tuple[dict[str, torch.Tensor], VideoCrafter2Config, TextConfig]:
-    """The original checkpoint's tensors in this port's names, and the architecture they belong to."""
+def read_original(path: str, config: str | None = None) -> tuple[dict[str, torch.Tensor], VideoCrafter2Config,
+                                                                 TextConfig]:
+    """The original checkpoint's tensors in this port's names, and the architecture they belong to: the YAML
+    `config`, else the one beside the checkpoint, else the official release's."""
     if not path.lower().endswith(CHECKPOINT_SUFFIXES):
         raise VideoModelError(f"{os.path.basename(path)} is not a VideoCrafter2 checkpoint "
                               f"({', '.join(CHECKPOINT_SUFFIXES)}) or converted folder")
-    config_path = yaml_beside(path)
-    config = read_yaml(config_path) if config_path else VideoCrafter2Config()
+    if config is not None and not os.path.isfile(config):
+        raise ConfigError(f"VideoCrafter2 config not found: {config}")
+    config_path = config or yaml_beside(path)
+    # read before the weights: a config the port cannot build fails in a moment, not after gigabytes
+    model_config, text_config = read_yaml(config_path) if config_path else (VideoCrafter2Config(), TextConfig())
     original = keys.original_tensors(load_state_dict(path))
-    text_config = TextConfig.from_weights(original, keys.TEXT, config.text_layer)
-    return keys.to_port(original, len(config.vae.ch_mult), text_config.used_layers), config, text_config
+    text_config.check_weights(original, keys.TEXT, os.path.basename(config_path) if config_path else
+                              f"the built-in config (the official release's, OpenCLIP {text_config.arch})")
+    return keys.to_port(original, len(model_config.vae.ch_mult), text_config.used_layers), model_config, text_config
 
 
 def read_converted(folder: str) -> tuple[dict[str, torch.Tensor], VideoCrafter2Config, TextConfig]:
@@ -122,11 +130,17 @@ def read_converted(folder: str) -> tuple[dict[str, torch.Tensor], VideoCrafter2C
     return load_state_dict(weights), config, text_config
 
 
-def read(path: str) -> tuple[dict[str, torch.Tensor], VideoCrafter2Config, TextConfig]:
-    """Tensors (this port's names), architecture and text tower of a checkpoint file or converted folder."""
+def read(path: str, config: str | None = None) -> tuple[dict[str, torch.Tensor], VideoCrafter2Config, TextConfig]:
+    """Tensors (this port's names), architecture and text tower of a checkpoint file (with its YAML `config`)
+    or converted folder."""
     if not os.path.exists(path):
         raise VideoModelError(f"VideoCrafter2 checkpoint not found: {path}")
-    return read_converted(path) if os.path.isdir(path) else read_original(path)
+    if not os.path.isdir(path):
+        return read_original(path, config)
+    if config is not None:  # the folder's config.json was written from the YAML at conversion
+        raise ConfigError(f"{os.path.basename(os.path.normpath(path))} is a converted folder, which carries its own "
+                          "config; a YAML config goes with an original checkpoint file (or with `convert`)")
+    return read_converted(path)
 
 
 def build(state_dict: dict[str, torch.Tensor], config: VideoCrafter2Config, text_config: TextConfig,
@@ -158,12 +172,14 @@ def _text_prefix(model: VideoCrafter2) -> str:
     return "text_model." if text.transformer(model.text_encoder) is not model.text_encoder else ""
 
 
-def load_model(path: str, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> VideoCrafter2:
-    """VideoCrafter2 from a checkpoint file or converted folder (module docstring). Every failure is a
-    VideoModelError with a one-line reason (ConfigError is one; a CheckpointError is re-raised as one)."""
+def load_model(path: str, *, config: str | None = None, dtype: torch.dtype | None = None,
+               device: str | torch.device = "cpu") -> VideoCrafter2:
+    """VideoCrafter2 from a checkpoint file (with its original YAML `config` if not beside it) or converted
+    folder (module docstring). Every failure is a VideoModelError with a one-line reason (ConfigError is one;
+    a CheckpointError is re-raised as one)."""
     try:
-        state_dict, config, text_config = read(path)
-        model = build(state_dict, config, text_config, os.path.basename(os.path.normpath(path)))
+        state_dict, model_config, text_config = read(path, config)
+        model = build(state_dict, model_config, text_config, os.path.basename(os.path.normpath(path)))
     except CheckpointError as exc:  # damaged, unsafe or not fitting: one line, as every load error
         raise VideoModelError(str(exc)) from exc
     model.to(device=device, dtype=dtype)

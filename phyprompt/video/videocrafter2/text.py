@@ -1,5 +1,5 @@
-"""VideoCrafter2's text encoder: the OpenCLIP ViT-H-14 text tower (lvdm `FrozenOpenCLIPEmbedder`) on
-transformers' `CLIPTextModel`, and OpenCLIP's tokenizer.
+"""VideoCrafter2's text encoder: the OpenCLIP text tower its config names (ViT-H-14 in the release; lvdm
+`FrozenOpenCLIPEmbedder`) on transformers' `CLIPTextModel`, and OpenCLIP's tokenizer.
 
 - Tokens: OpenCLIP's `tokenize`: start token, the lower-cased byte-level BPE of the text, end token, cut to 77
   (the end token kept last) and padded with id 0 — not with the end token as Hugging Face CLIP tokenizers do.
@@ -65,7 +65,7 @@ def build_text_encoder(config: TextConfig):
     return CLIPTextModel(CLIPTextConfig(
         vocab_size=config.vocab_size, hidden_size=config.width, intermediate_size=config.width * 4,
         num_hidden_layers=config.used_layers, num_attention_heads=config.heads,
-        max_position_embeddings=config.context_length, hidden_act="gelu", layer_norm_eps=1e-5,
+        max_position_embeddings=config.context_length, hidden_act=config.activation, layer_norm_eps=1e-5,
         bos_token_id=config.vocab_size - 2, eos_token_id=config.vocab_size - 1, pad_token_id=0,
     ))
 
