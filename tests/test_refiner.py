@@ -390,9 +390,9 @@ def test_the_refiner_protocol_and_its_registry_are_light():
 def test_every_refiner_kind_follows_the_protocol(kind):
     import inspect
 
-    from phyprompt.refiners import REFINER_KINDS, Refiner, refiner_class
+    from phyprompt.refiners import REFINERS, Refiner, refiner_class
 
-    assert kind in REFINER_KINDS
+    assert kind in REFINERS
     implementation = refiner_class(kind)
     assert isinstance(implementation.in_process, bool) and callable(implementation.load)
     for method in ("refine", "release"):

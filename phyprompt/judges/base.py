@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
 from ..progress import OptionalProgress
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +28,14 @@ Video = Union["torch.Tensor", "np.ndarray", str, os.PathLike]
 
 #: VideoPhy-2's joint success: both scores at least this
 JOINT_THRESHOLD = 4
+
+# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add judge
+# kinds as entry points in the group `phyprompt.judges`.
+JUDGES = Registry("judge kind", __package__, {
+    "videophy2": "videophy2.judge:AutoEvalJudge",
+    "vlm": "vlm:VLMJudge",
+    "api": "api:APIJudge",
+}, group="phyprompt.judges")
 
 
 @dataclass(frozen=True)

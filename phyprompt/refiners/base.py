@@ -13,9 +13,17 @@ from typing import Protocol, Sequence
 from ..budget import TokenCounter, counter_for, fit_to_budget
 from ..contract import parse_output
 from ..progress import OptionalProgress
+from ..registry import Registry
 from ..targets import Target, get_target
 
 DEFAULT_MAX_NEW_TOKENS = 512
+
+# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add refiner
+# kinds as entry points in the group `phyprompt.refiners`.
+REFINERS = Registry("refiner kind", __package__, {
+    "local": "local:LocalRefiner",
+    "api": "api:APIRefiner",
+}, group="phyprompt.refiners")
 
 
 @dataclass(frozen=True)
