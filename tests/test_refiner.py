@@ -395,7 +395,7 @@ def test_every_refiner_kind_follows_the_protocol(kind):
     assert kind in REFINERS
     implementation = refiner_class(kind)
     assert isinstance(implementation.in_process, bool) and callable(implementation.load)
-    for method in ("refine", "release"):
+    for method in ("refine", "modules", "release"):
         expected = inspect.signature(getattr(Refiner, method)).parameters
         actual = inspect.signature(getattr(implementation, method)).parameters
         assert list(expected) == [name for name in actual if name in expected], (kind, method)

@@ -48,3 +48,17 @@ def test_every_family_uses_it_with_its_own_entry_point_group():
     assert REFINERS.builtin_names() == ("local", "api")
     assert JUDGES.builtin_names() == ("videophy2", "vlm", "api")
     assert "semantic" in REWARDS and "cogvideox" in BACKENDS
+
+
+@pytest.mark.parametrize("family, kind", [(REFINERS, "local"), (REFINERS, "api"), (JUDGES, "videophy2"),
+                                          (JUDGES, "vlm"), (JUDGES, "api")])
+def test_every_model_has_the_one_lifecycle(family, kind):
+    import inspect
+
+    from phyprompt.lifecycle import HoldsWeights
+
+    member = family.get(kind)
+    assert isinstance(member.in_process, bool) and callable(member.load)
+    for method in ("modules", "release"):
+        assert list(inspect.signature(getattr(member, method)).parameters) == \
+            list(inspect.signature(getattr(HoldsWeights, method)).parameters)
