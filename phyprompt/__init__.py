@@ -4,8 +4,6 @@ Importing the package is cheap; the model-loading parts (`LocalRefiner`) import 
 on first use. The refiner protocol every refiner follows is `phyprompt.refiners.Refiner`.
 """
 
-import warnings
-
 from .contract import ParsedOutput, format_output, parse_output
 from .instruction import build_messages
 from .progress import Cancelled, Progress
@@ -20,13 +18,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in ("LocalRefiner", "Refiner"):
+def __getattr__(name):  # lazy: these import torch and transformers
+    if name == "LocalRefiner":
         from .refiners.local import LocalRefiner
 
-        if name == "Refiner":  # the name scripts written for 0.1 use
-            warnings.warn("phyprompt.Refiner is now phyprompt.LocalRefiner (phyprompt.refiners.Refiner is the "
-                          "protocol every refiner follows)", DeprecationWarning, stacklevel=2)
         return LocalRefiner
     if name == "RefinerLoadError":
         from .refiners.loading import RefinerLoadError

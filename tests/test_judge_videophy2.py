@@ -364,5 +364,5 @@ def test_release_then_judge_again(tiny_folder):
     judge = judge_class("videophy2").load(tiny_folder, device="cpu", precision="fp32", max_length=ANSWER_STEPS)
     before = judge.judge([clip(5)], ["a ball"])
     judge.release()
-    assert judge.model is None
+    assert not judge.loaded
     assert judge.judge([clip(5)], ["a ball"]) == before

@@ -154,7 +154,7 @@ def test_release_frees_the_weights_and_the_next_call_loads_them(scripted_dir, cl
     judge = VLMJudge.load(scripted_dir, device="cpu")
     assert judge.in_process and judge.modules() == {"judge": judge.model}
     judge.release()
-    assert judge._model is None
+    assert not judge.loaded
     assert judge.judge([clip], [CAPTION])[0].sa.score == 4
     assert isinstance(judge.modules()["judge"], torch.nn.Module)
 

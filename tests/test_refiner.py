@@ -390,34 +390,24 @@ def test_the_refiner_protocol_and_its_registry_are_light():
 def test_every_refiner_kind_follows_the_protocol(kind):
     import inspect
 
-    from phyprompt.refiners import REFINER_KINDS, Refiner, refiner_class
+    from phyprompt.refiners import REFINERS, Refiner, refiner_class
 
-    assert kind in REFINER_KINDS
+    assert kind in REFINERS
     implementation = refiner_class(kind)
     assert isinstance(implementation.in_process, bool) and callable(implementation.load)
-    for method in ("refine", "release"):
+    for method in ("refine", "modules", "release"):
         expected = inspect.signature(getattr(Refiner, method)).parameters
         actual = inspect.signature(getattr(implementation, method)).parameters
         assert list(expected) == [name for name in actual if name in expected], (kind, method)
         assert all(actual[name].default == expected[name].default for name in expected), (kind, method)
 
 
-def test_scripts_written_for_0_1_still_run(trained_refiner_dir):
-    """The refiner moved into phyprompt/refiners/; the old names still work, with a DeprecationWarning."""
-    import importlib
-
+def test_the_package_names_its_refiner_without_importing_torch_first():
     import phyprompt
 
-    with pytest.warns(DeprecationWarning, match="phyprompt.LocalRefiner"):
-        assert phyprompt.Refiner is LocalRefiner
-    for old, new in (("phyprompt.refiner", "phyprompt.refiners"), ("phyprompt.loading", "phyprompt.refiners.loading")):
-        sys.modules.pop(old, None)
-        with pytest.warns(DeprecationWarning, match=new):
-            module = importlib.import_module(old)
-        if old == "phyprompt.refiner":
-            assert module.Refiner is LocalRefiner and module.Refinement is Refinement
-        else:
-            assert module.RefinerLoadError is RefinerLoadError
+    assert phyprompt.LocalRefiner is LocalRefiner and phyprompt.RefinerLoadError is RefinerLoadError
+    with pytest.raises(AttributeError):
+        phyprompt.Refiner  # the 0.1 name: phyprompt.refiners.Refiner is the protocol
 
 
 # --- the degenerate-generation guard ------------------------------------------------------------

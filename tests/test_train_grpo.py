@@ -19,7 +19,7 @@ from support.tiny_refiner import build_tokenizer
 from train.curriculum import SCHEDULES, CurriculumCallback, sa_weight
 from train.grpo import main as grpo_main
 from train.grpo import parse, prompt_rows
-from train.rewards import MINIMUM, REWARD_NAMES, RewardArguments, build_reward
+from train.rewards import MINIMUM, REWARDS, RewardArguments, build_reward
 from train.rewards import video as video_rewards
 from train.rewards.options import rank_device, unit_score
 from train.stages import TrainingSetupError
@@ -320,7 +320,7 @@ def test_shipped_grpo_recipes_parse_with_the_paper_settings(recipe):
         ["--config", str(recipe), "--bf16", "false", "--use_cpu", "true"])
     assert training_args.num_generations == 4 and training_args.epsilon == 0.2 and training_args.beta > 0
     assert training_args.scale_rewards == "none" and curriculum.curriculum == "exp"
-    assert set(rewards.rewards) <= set(REWARD_NAMES) and model_args.use_peft
+    assert set(rewards.rewards) <= set(REWARDS.names()) and model_args.use_peft
     assert {curriculum.curriculum_sa, curriculum.curriculum_pc} <= set(rewards.rewards)
 
 

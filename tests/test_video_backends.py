@@ -15,7 +15,7 @@ import torch
 
 from phyprompt.progress import Cancelled
 from phyprompt.targets import TARGETS
-from phyprompt.video.backend import _REGISTRY
+from phyprompt.video.backend import BACKENDS
 from phyprompt.video import (BackendInfo, DiffusersFolder, EightBit, SampleRequest, SingleFile, VideoModelError,
                              VideoSettingsError, backend_class, backend_names, load_backend)
 from phyprompt.video.writer import read_video, to_uint8, write_video
@@ -66,7 +66,7 @@ def small(backend, **overrides) -> SampleRequest:
 # --- the contract -------------------------------------------------------------------------------
 
 def test_the_plugin_backend_is_registered_after_the_built_in_ones():
-    assert backend_names() == (*_REGISTRY, "toy")
+    assert backend_names() == (*BACKENDS.builtin_names(), "toy")
 
 
 def test_the_description_is_complete_and_consistent(backend):

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Sampler
 
 from .curriculum import SCHEDULES, CurriculumCallback
-from .rewards import REWARD_NAMES, RewardArguments, build_reward
+from .rewards import REWARDS, RewardArguments, build_reward
 from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe,
                      read_manifest, resume_point, use_chat_template, write_manifest)
 
@@ -73,9 +73,9 @@ def prompt_rows(examples, tokenizer) -> list[dict]:
 
 def check_rewards(rewards: RewardArguments, curriculum: CurriculumArguments, training_args) -> None:
     """Everything about the rewards that can be wrong, before any model loads."""
-    unknown = [name for name in rewards.rewards if name not in REWARD_NAMES]
+    unknown = [name for name in rewards.rewards if name not in REWARDS]
     if unknown:
-        raise TrainingSetupError(f"unknown reward {unknown[0]!r}; choose from: {', '.join(REWARD_NAMES)}")
+        raise TrainingSetupError(f"unknown reward {unknown[0]!r}; choose one of: {', '.join(REWARDS.names())}")
     if curriculum.curriculum not in SCHEDULES:
         raise TrainingSetupError(f"unknown curriculum {curriculum.curriculum!r}; choose one of: {', '.join(SCHEDULES)}")
     for role in ("curriculum_sa", "curriculum_pc"):

@@ -88,6 +88,9 @@ class APIJudge:
                     progress(i + 1, total)
         return results
 
+    def modules(self) -> None:
+        """None: the weights live on the server."""
+
     def release(self) -> None:
         """Nothing to free: each request opens and closes its own connection."""
 

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
+from ..lifecycle import HoldsWeights
 from ..progress import OptionalProgress
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +29,14 @@ Video = Union["torch.Tensor", "np.ndarray", str, os.PathLike]
 
 #: VideoPhy-2's joint success: both scores at least this
 JOINT_THRESHOLD = 4
+
+# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add judge
+# kinds as entry points in the group `phyprompt.judges`.
+JUDGES = Registry("judge kind", __package__, {
+    "videophy2": "videophy2.judge:AutoEvalJudge",
+    "vlm": "vlm:VLMJudge",
+    "api": "api:APIJudge",
+}, group="phyprompt.judges")
 
 
 @dataclass(frozen=True)
@@ -86,12 +96,9 @@ class Judgement:
         return asdict(self) | {"joint": self.joint, "summary": self.summary()}
 
 
-class Judge(Protocol):
-    """Scores videos against captions. Implementations are registered by kind in `judges/__init__.py`."""
-
-    name: str
-    #: True when the model's weights live in this process (ComfyUI's model management can move them)
-    in_process: bool
+class Judge(HoldsWeights, Protocol):
+    """Scores videos against captions, and holds its weights as every model does (`lifecycle`).
+    Implementations are registered by kind in `JUDGES`."""
 
     def judge(
         self,
@@ -106,8 +113,6 @@ class Judge(Protocol):
         `videos[i]`. Videos are judged `batch_size` at a time; `progress(done, total)` is called after each
         video and may raise to cancel, which stops before the next batch."""
 
-    def release(self) -> None:
-        """Free what the judge holds (weights, connections); the next call sets it up again."""
 
 
 def check_request(videos: Sequence, captions: Sequence[str], rules: Sequence[Sequence[str]] | None,

@@ -12,6 +12,7 @@ import os
 
 from ..checkpoints import ModelFolderError, read_folder_json
 from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from .base import JUDGES
 from .videophy2.config import MODEL_TYPE as AUTOEVAL_MODEL_TYPE
 
 #: the released AutoEval's config.json names its model mPLUG-Owl (which transformers does not know) by
@@ -64,8 +65,6 @@ def open_judge(spec: str, *, device: str = "auto", precision: str = "auto", fram
     folder (precision "auto" is the judge's own default), `model` (required), `api_key_env`, `timeout` and
     `retries` for a server; `frames`, how many frames a judge looks at, is each judge's own when None (the
     AutoEval's is fixed)."""
-    from . import judge_class
-
     kind = judge_kind(spec)
     spec = spec.strip() if kind == "api" else os.path.expanduser(spec)
     options = {} if frames is None else {"frames": frames}
@@ -73,14 +72,14 @@ def open_judge(spec: str, *, device: str = "auto", precision: str = "auto", fram
         if not model:
             raise JudgeLoadError(f"a judge on a server needs the model name it serves (e.g. qwen2.5vl:7b) "
                                  f"to ask at {spec}")
-        return judge_class(kind).load(spec, model=model, api_key_env=api_key_env, timeout=timeout,
+        return JUDGES.get(kind).load(spec, model=model, api_key_env=api_key_env, timeout=timeout,
                                       retries=retries, **options)
     if model:
         raise JudgeLoadError(f"the model name is for a judge on a server; {spec} is a model folder, leave it out")
     if kind == "videophy2" and frames is not None:
         raise JudgeLoadError("VideoPhy-2's AutoEval always looks at the 32 frames it was trained on: leave out "
                              "the frame count")
-    return judge_class(kind).load(spec, device=device, precision=precision, **options)
+    return JUDGES.get(kind).load(spec, device=device, precision=precision, **options)
 
 
 def _config(spec: str) -> dict:

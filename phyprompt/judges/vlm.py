@@ -10,7 +10,6 @@ taken. Frames given as a tensor (ComfyUI's IMAGE) carry no frame rate: ASSUMED_F
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 
 from ..checkpoints import check_weights_folder
 from ..devices import resolve_device, resolve_dtype
+from ..lifecycle import LazyWeights
 from ..progress import OptionalProgress
 from ..refiners.loading import first_line
 from .base import Judgement, Video, check_request
@@ -60,7 +60,8 @@ class VLMJudge:
             raise ValueError(f"frames must be at least 1, not {frames}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
-        self._model, self.processor, self.spec = model, processor, spec
+        self._weights = LazyWeights(lambda: _load_model(spec), model)
+        self.processor, self.spec = processor, spec
         self.frames, self.max_new_tokens = frames, max_new_tokens
         self.name = os.path.basename(os.path.normpath(spec.folder)) or spec.folder
         tokenizer = processor.tokenizer
@@ -80,19 +81,18 @@ class VLMJudge:
 
     @property
     def model(self):
-        if self._model is None:
-            self._model = _load_model(self.spec)
-        return self._model
+        return self._weights()
+
+    @property
+    def loaded(self) -> bool:
+        return self._weights.loaded
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The torch modules holding the weights, for a host's memory management (ComfyUI moves them)."""
         return {"judge": self.model}
 
     def release(self) -> None:
-        self._model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._weights.release()
 
     def judge(self, videos: Sequence[Video], captions: Sequence[str], *,
               rules: Sequence[Sequence[str]] | None = None, batch_size: int = 1,

@@ -63,6 +63,9 @@ class APIRefiner:
         )
         return [Refinement.from_answer(prompt, answer, target, counter) for prompt, answer in zip(prompts, answers)]
 
+    def modules(self) -> None:
+        """None: the weights live on the server."""
+
     def release(self) -> None:
         """Nothing to free: each request opens and closes its own connection, and the server's memory
         is governed by keep_alive."""

@@ -12,10 +12,19 @@ from typing import Protocol, Sequence
 
 from ..budget import TokenCounter, counter_for, fit_to_budget
 from ..contract import parse_output
+from ..lifecycle import HoldsWeights
 from ..progress import OptionalProgress
+from ..registry import Registry
 from ..targets import Target, get_target
 
 DEFAULT_MAX_NEW_TOKENS = 512
+
+# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add refiner
+# kinds as entry points in the group `phyprompt.refiners`.
+REFINERS = Registry("refiner kind", __package__, {
+    "local": "local:LocalRefiner",
+    "api": "api:APIRefiner",
+}, group="phyprompt.refiners")
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,9 @@ class Refinement:
                    shortened=fitted.shortened, dropped=fitted.dropped, **common)
 
 
-class Refiner(Protocol):
-    """Refines prompts for a target. Implementations: `local.LocalRefiner`, `api.APIRefiner`."""
-
-    name: str
-    #: True when the model's weights live in this process (ComfyUI's model management can move them)
-    in_process: bool
+class Refiner(HoldsWeights, Protocol):
+    """Refines prompts for a target, and holds its weights as every model does (`lifecycle`).
+    Implementations: `local.LocalRefiner`, `api.APIRefiner`, and the kinds of `REFINERS`."""
 
     def refine(
         self,
@@ -105,8 +111,6 @@ class Refiner(Protocol):
         TokenCounter) counts the budget exactly; without it the budget is estimated. `progress(done, total)`
         reports work done and may raise to cancel."""
 
-    def release(self) -> None:
-        """Free what the refiner holds (weights, connections); the next call sets it up again."""
 
 
 def check_request(prompts: Sequence[str], temperature: float, max_new_tokens: int) -> None:

@@ -4,7 +4,6 @@ fitted to a budget."""
 from __future__ import annotations
 
 import copy
-import gc
 import inspect
 import logging
 from typing import Sequence
@@ -14,6 +13,7 @@ from transformers import LogitsProcessor, StoppingCriteria, TopKLogitsWarper, To
 
 from ..budget import TokenizerCounter, counter_for, fit_to_budget
 from ..contract import PROMPT_CLOSE
+from ..lifecycle import LazyWeights
 from ..instruction import ASSISTANT_PREFIX, build_messages, render_prompt
 from ..progress import OptionalProgress
 from ..targets import TARGETS, Target, get_target
@@ -155,7 +155,7 @@ class LocalRefiner:
     in_process = True
 
     def __init__(self, model, tokenizer, spec: LoadSpec | None = None):
-        self._model = model
+        self._weights = LazyWeights(self._load_again, model)
         self.tokenizer = tokenizer
         self.spec = spec
         self._prefix_caches: dict = {}  # (prefix ids, device, model id) -> KV cache; see _prefix_cache
@@ -177,22 +177,24 @@ class LocalRefiner:
 
     @property
     def model(self):
-        if self._model is None:
-            if self.spec is None:
-                raise RuntimeError("this refiner was released and has no spec to load it again")
-            self._model, _ = load_model_and_tokenizer(self.spec)
-        return self._model
+        return self._weights()
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return self._weights.loaded
+
+    def modules(self) -> dict[str, torch.nn.Module] | None:
+        """The model, for a host to move; None for quantized (bitsandbytes) weights, which cannot be moved."""
+        return None if self.spec is not None and self.spec.quantization != "none" else {"refiner": self.model}
 
     def release(self) -> None:
-        self._model = None
         self._prefix_caches.clear()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._weights.release()
+
+    def _load_again(self):
+        if self.spec is None:
+            raise RuntimeError("this refiner was released and has no spec to load it again")
+        return load_model_and_tokenizer(self.spec)[0]
 
     @property
     def context_length(self) -> int:
@@ -349,7 +351,7 @@ class LocalRefiner:
         return self._instruction_lengths[target.name]
 
     def _prefix_cache(self, prefix: tuple[int, ...], device):
-        key = (prefix, str(device), id(self._model))
+        key = (prefix, str(device), id(self.model))
         if key not in self._prefix_caches:
             from transformers import DynamicCache
 

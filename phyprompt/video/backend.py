@@ -14,32 +14,26 @@ backend module directly.
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, ClassVar, Union
 
 from ..budget import TokenCounter
 from ..checkpoints import ModelFolderError
 from ..progress import OptionalProgress
+from ..registry import Registry
 from .writer import EightBit
 
 if TYPE_CHECKING:  # for annotations only: reading a description (the CLI's help) does not import torch
     import torch
 
-log = logging.getLogger(__name__)
-
-# name -> "module:Class", relative to this package; imported on first use
-_REGISTRY = {
+# name -> "module:Class", relative to this package; imported on first use. Other packages add backends as
+# entry points in the group `phyprompt.video_backends`: `name = "package.module:Class"`.
+BACKENDS = Registry("video backend", __package__, {
     "cogvideox": "cogvideox:CogVideoXBackend",
     "videocrafter2": "videocrafter2.backend:VideoCrafter2Backend",
     "lavie": "lavie.backend:LaVieBackend",
-}
-# Other packages add backends as entry points in this group: `name = "package.module:Class"`.
-ENTRY_POINT_GROUP = "phyprompt.video_backends"
+}, group="phyprompt.video_backends")
 
 
 class VideoModelError(ModelFolderError):
@@ -337,33 +331,12 @@ def _check_range(info: BackendInfo, setting: Setting, value) -> None:
 
 # --- the registry -------------------------------------------------------------------------------
 
-@cache
-def _all_backends() -> dict[str, str]:
-    """Built-in backends, then those other installed packages declare as entry points. A plugin that
-    cannot be imported is left out with a warning: it must not take the built-in backends down with it."""
-    found = {name: f"{__package__}.{target}" for name, target in _REGISTRY.items()}
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name in found:
-            continue
-        try:
-            point.load()
-        except Exception as exc:  # a broken third-party package; the interrupt is not raised here
-            log.warning("PhyPrompt: skipping video backend %r from %s: %s", point.name, point.value, exc)
-            continue
-        found[point.name] = point.value
-    return found
-
-
 def backend_names() -> tuple[str, ...]:
-    return tuple(_all_backends())
+    return BACKENDS.names()
 
 
 def backend_class(name: str) -> type[VideoBackend]:
-    try:
-        module_name, class_name = _all_backends()[name].split(":")
-    except KeyError:
-        raise ValueError(f"unknown video backend {name!r}; choose one of: {', '.join(backend_names())}") from None
-    return getattr(importlib.import_module(module_name), class_name)
+    return BACKENDS.get(name)
 
 
 def backend_info(name: str) -> BackendInfo:

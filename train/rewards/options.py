@@ -30,7 +30,7 @@ def rank_device() -> str:
 class RewardArguments:
     rewards: list[str] = field(
         default_factory=lambda: ["format", "budget", "video_sa", "video_pc"],
-        metadata={"help": "reward names (train.rewards.REWARD_NAMES); weights in GRPOConfig.reward_weights"},
+        metadata={"help": "reward names (train.rewards.REWARDS); weights in GRPOConfig.reward_weights"},
     )
     semantic_encoder: str | None = field(
         default=None, metadata={"help": "sentence-encoder folder for `semantic` (default: all-MiniLM-L6-v2 from "

@@ -14,7 +14,6 @@ prompt ids, greedy answers), plus the expected score at the first answer positio
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ...devices import PRECISIONS, resolve_device, torch_dtype
+from ...lifecycle import LazyWeights
 from ...progress import OptionalProgress
 from ..base import Answer, Judgement, RuleVerdict, Video, check_request
 from ..frames import autoeval_frames, autoeval_pixels
@@ -47,7 +47,7 @@ class AutoEvalJudge:
 
     def __init__(self, model: AutoEvalModel, tokenizer: PromptTokenizer, *, folder: str | None = None,
                  share_video_encoding: bool = True, max_length: int = MAX_LENGTH):
-        self.model: AutoEvalModel | None = model
+        self._weights = LazyWeights(self._load_again, model)
         self.tokenizer = tokenizer
         self.folder = folder
         self.share_video_encoding = share_video_encoding
@@ -75,21 +75,26 @@ class AutoEvalJudge:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The torch modules holding the weights, for ComfyUI's model management to move."""
-        return {"judge": self._loaded()}
+        return {"judge": self.model}
 
     def release(self) -> None:
         """Drop the weights; the next `judge` call loads them again from the folder."""
-        self.model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._weights.release()
+
+    @property
+    def model(self) -> AutoEvalModel:
+        return self._weights()
+
+    @property
+    def loaded(self) -> bool:
+        return self._weights.loaded
 
     def judge(self, videos: Sequence[Video], captions: Sequence[str], *, rules: Sequence[Sequence[str]] | None = None,
               batch_size: int = 1, progress: OptionalProgress = None) -> list[Judgement]:
         check_request(videos, captions, rules, batch_size)
         if rules is not None and any(isinstance(video_rules, str) for video_rules in rules):
             raise ValueError("rules[i] is the list of rules for video i, not one rule: wrap each string in a list")
-        model = self._loaded()
+        model = self.model
         judgements: list[Judgement] = []
         for start in range(0, len(videos), batch_size):
             stop = min(start + batch_size, len(videos))
@@ -102,12 +107,10 @@ class AutoEvalJudge:
 
     # ------------------------------------------------------------------------------------------ internals
 
-    def _loaded(self) -> AutoEvalModel:
-        if self.model is None:
-            if self.folder is None:
-                raise RuntimeError("the judge was released and has no folder to load it from again")
-            self.model, self.tokenizer = load_autoeval(self.folder, device=self._device, dtype=self._dtype)
-        return self.model
+    def _load_again(self) -> AutoEvalModel:
+        if self.folder is None:
+            raise RuntimeError("the judge was released and has no folder to load it from again")
+        return load_autoeval(self.folder, device=self._device, dtype=self._dtype)[0]
 
     @torch.inference_mode()
     def _judge_batch(self, model: AutoEvalModel, videos: Sequence[Video], captions: Sequence[str],
