@@ -39,12 +39,11 @@ def main() -> None:
     import torch
 
     from phyprompt import cli
-    from phyprompt.evaluation import specs, stages
+    from phyprompt.evaluation import runner, specs
     from phyprompt.judges.base import Answer, Judgement
+    from phyprompt.video import writer
     from phyprompt.video.backend import Video
     from phyprompt_toy_backend import ToyBackend, write_toy_model
-
-    from phyprompt.video import writer
 
     spent = {"render": 0.0, "judge": 0.0, "write": 0.0, "videos": 0, "judged": 0}
     write_video = writer.write_video
@@ -95,7 +94,7 @@ def main() -> None:
         command = ["eval", prompts, "--backend", "toy", toy, "--judge", judge_folder, "--out",
                    os.path.join(folder, "out"), "--quiet", "--seeds", *map(str, range(args.seeds))]
         results = []
-        with mock.patch.object(stages, "load_backend", lambda *a, **k: Backend()), \
+        with mock.patch.object(runner, "load_backend", lambda *a, **k: Backend()), \
                 mock.patch.object(writer, "write_video", timed_write), \
                 mock.patch.object(specs.JudgeSpec, "open", lambda self, **k: Judge()), \
                 mock.patch.object(specs.JudgeSpec, "identity", lambda self: {"judge": "stand-in"}), \

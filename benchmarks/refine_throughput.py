@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from phyprompt.contract import PROMPT_CLOSE  # noqa: E402
+from phyprompt.language.contract import PROMPT_CLOSE  # noqa: E402
 from phyprompt.refiners.builtin import smollm2_gguf  # noqa: E402
 from phyprompt.refiners.local import LocalRefiner, _greedy_overrides  # noqa: E402
 from train.gguf_import import convert_gguf  # noqa: E402

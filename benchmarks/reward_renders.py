@@ -43,8 +43,7 @@ SHAPES = {
 
 def build_backend(shape: dict, device, dtype):
     import torch
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
-                           CogVideoXTransformer3DModel)
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
     from phyprompt.video.cogvideox import CogVideoXBackend

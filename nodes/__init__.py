@@ -4,8 +4,7 @@ they are what users' saved workflows refer to."""
 from comfy_api.latest import ComfyExtension, io
 
 from .judge_nodes import LoadAPIJudge, LoadPhysicsJudge, PhysicsJudge, PickBestVideo
-from .refiner_nodes import (LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList,
-                            PhysicsRefineVariants)
+from .refiner_nodes import LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList, PhysicsRefineVariants
 from .video_nodes import video_nodes
 
 

@@ -13,11 +13,11 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io, ui
 
-from ..phyprompt.devices import PRECISIONS
-from ..phyprompt.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT
+from ..phyprompt.infra.devices import PRECISIONS
+from ..phyprompt.infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT
 from ..phyprompt.judges.selection import CRITERIA, Candidate, best, report
 from . import model_folders
-from .memory import Managed, managed, progress_bar
+from .memory import manage, progress_bar
 from .refiner_nodes import server_settings_error
 from .schema import JUDGE, node_schema
 
@@ -79,7 +79,7 @@ class LoadPhysicsJudge(io.ComfyNode):
         offload_device = mm.text_encoder_offload_device() if device == "auto" else load_device
         # loaded where it waits; ComfyUI moves it to load_device for each run
         opened = open_judge(_resolve(judge), device=str(offload_device), precision=precision, frames=frames or None)
-        return io.NodeOutput(managed(opened, opened.modules(), load_device, offload_device))
+        return io.NodeOutput(manage(opened, load_device, offload_device))
 
 
 class LoadAPIJudge(io.ComfyNode):
@@ -118,7 +118,7 @@ class LoadAPIJudge(io.ComfyNode):
         from ..phyprompt.judges import open_judge
 
         opened = open_judge(url, model=model, api_key_env=api_key_env, timeout=timeout, frames=frames or None)
-        return io.NodeOutput(Managed(opened, remote=True))
+        return io.NodeOutput(manage(opened))
 
 
 def _continuous(answer) -> float:

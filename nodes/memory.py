@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
+import torch
 
 
 class PhyPromptModules(torch.nn.Module):
@@ -30,7 +29,7 @@ class Managed:
     another model needs the memory. Without one (bitsandbytes weights, diffusers' own CPU offload),
     other models are evicted before a run and `after_run` frees this one's memory after it. `remote`:
     the weights live in another process (a refiner on a server), so ComfyUI's model management is
-    never touched for it. `repatch` (see `unloaded_after_run`): a patched model whose weights `after_run`
+    never touched for it. `repatch` (see `manage`): a patched model whose weights `after_run`
     drops; it leaves ComfyUI's model management after each run and comes back through a new patcher.
     """
 
@@ -78,27 +77,26 @@ def _patcher(modules: dict[str, torch.nn.Module], load_device: torch.device,
     )
 
 
-def managed(model: Any, modules: dict[str, torch.nn.Module] | None, load_device: torch.device,
-            offload_device: torch.device) -> Managed:
-    """A model that stays loaded; `modules` None: ComfyUI cannot move it (see Managed)."""
-    if modules is None:
-        return Managed(model)
-    return Managed(model, _patcher(modules, load_device, offload_device))
-
-
-def unloaded_after_run(model: Any, modules: Callable[[], dict[str, torch.nn.Module]] | None,
-                       load_device: torch.device, offload_device: torch.device,
-                       release: Callable[[], None]) -> Managed:
-    """A model whose weights `release` drops after every run, freeing RAM and VRAM for the nodes after it;
-    using the model again loads them back. `modules()`: its torch modules as they are now (reloaded after a
-    release); None: ComfyUI cannot move it (see Managed)."""
-    if modules is None:
-        return Managed(model, None, release)
+def manage(model: Any, load_device: torch.device | None = None, offload_device: torch.device | None = None, *,
+           unload_after_run: bool = False) -> Managed:
+    """Any PhyPrompt model (a refiner, a video backend, a judge) in ComfyUI's model management, through the
+    one lifecycle they share (phyprompt.infra.lifecycle): a model on a server is left alone; one whose torch
+    modules ComfyUI can move gets a patcher; `unload_after_run`: its weights are released after every run,
+    freeing RAM and VRAM for the nodes after it, and using it again loads them back (a patched model then
+    comes back through a new patcher, since `modules()` are new). The devices are for a model in this process."""
+    if not model.in_process:
+        return Managed(model, remote=True)
+    modules = model.modules()
+    after_run = model.release if unload_after_run else None
+    if modules is None:  # it moves its own weights (bitsandbytes, diffusers' CPU offload)
+        return Managed(model, None, after_run)
+    if not unload_after_run:
+        return Managed(model, _patcher(modules, load_device, offload_device))
 
     def repatch() -> comfy.model_patcher.ModelPatcher:
-        return _patcher(modules(), load_device, offload_device)
+        return _patcher(model.modules(), load_device, offload_device)
 
-    return Managed(model, repatch(), release, repatch=repatch)
+    return Managed(model, _patcher(modules, load_device, offload_device), after_run, repatch=repatch)
 
 
 def progress_bar(total: int) -> Callable[[int, int], None]:

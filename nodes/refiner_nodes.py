@@ -6,14 +6,21 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..phyprompt.devices import DTYPES
-from ..phyprompt.endpoint import (DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, EndpointError,
-                                  chat_completions_url, check_env_name, parse_keep_alive)
+from ..phyprompt.infra.devices import DTYPES
+from ..phyprompt.infra.endpoint import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    EndpointError,
+    chat_completions_url,
+    check_env_name,
+    parse_keep_alive,
+)
+from ..phyprompt.language.targets import TARGET_NAMES, TARGETS
 from ..phyprompt.refiners.builtin import INSTALL, is_builtin, smollm2_gguf
 from ..phyprompt.refiners.loading import QUANTIZATIONS
-from ..phyprompt.targets import TARGET_NAMES, TARGETS
 from . import model_folders
-from .memory import Managed, managed, progress_bar, unloaded_after_run
+from .memory import Managed, manage, progress_bar
 from .schema import REFINE, REFINE_ALIASES, node_schema
 
 RefinerType = io.Custom("PHYPROMPT_REFINER")
@@ -95,15 +102,9 @@ class LoadPhysicsRefiner(io.ComfyNode):
             path, adapter_path, merge_adapter=merge_adapter, dtype=dtype, device=str(load_device),
             load_on=str(offload_device), quantization=quantization,
         )
-        if quantization != "none":
-            # bitsandbytes weights cannot be moved with .to(), so ComfyUI could not offload them
-            return io.NodeOutput(unloaded_after_run(refiner, None, load_device, offload_device, refiner.release))
-        if after_run == UNLOAD:
-            def modules():  # after a release, refiner.model reads the weights from disk again
-                return {"refiner": refiner.model}
-
-            return io.NodeOutput(unloaded_after_run(refiner, modules, load_device, offload_device, refiner.release))
-        return io.NodeOutput(managed(refiner, {"refiner": refiner.model}, load_device, offload_device))
+        # quantized (bitsandbytes) weights cannot be moved, so ComfyUI could not offload them: freed after each run
+        unload = after_run == UNLOAD or quantization != "none"
+        return io.NodeOutput(manage(refiner, load_device, offload_device, unload_after_run=unload))
 
 
 class LoadAPIRefiner(io.ComfyNode):
@@ -160,7 +161,7 @@ class LoadAPIRefiner(io.ComfyNode):
 
         refiner = refiner_class("api").load(url, model, api_key_env=api_key_env, timeout=timeout, keep_alive=keep_alive,
                                   max_concurrency=max_concurrency)
-        return io.NodeOutput(Managed(refiner, remote=True))
+        return io.NodeOutput(manage(refiner))
 
 
 def server_settings_error(url: str | None, model: str | None, api_key_env: str | None, example: str) -> str | None:

@@ -16,12 +16,19 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..phyprompt.budget import token_use
-from ..phyprompt.devices import DTYPES
-from ..phyprompt.video.backend import (LoadOption, SampleRequest, Setting, VideoSettingsError, backend_class,
-                                       backend_info, backend_names)
+from ..phyprompt.infra.devices import DTYPES
+from ..phyprompt.language.budget import token_use
+from ..phyprompt.video.backend import (
+    LoadOption,
+    SampleRequest,
+    Setting,
+    VideoSettingsError,
+    backend_class,
+    backend_info,
+    backend_names,
+)
 from . import model_folders
-from .memory import Managed, managed, progress_bar
+from .memory import Managed, manage, progress_bar
 from .refiner_nodes import MAX_SEED
 from .schema import VIDEO, node_schema
 
@@ -112,7 +119,7 @@ def loader_node(name: str) -> type[io.ComfyNode]:
             offload_device = mm.unet_offload_device() if device == "auto" else load_device
             backend = load_backend(name, resolve(model), dtype=dtype, device=str(load_device),
                                    load_on=str(offload_device), **options)
-            return io.NodeOutput(managed(backend, backend.modules(), load_device, offload_device))
+            return io.NodeOutput(manage(backend, load_device, offload_device))
 
     LoadVideoModel.__name__ = LoadVideoModel.__qualname__ = f"Load{info.node_name}"
     return LoadVideoModel

@@ -4,11 +4,11 @@ Importing the package is cheap; the model-loading parts (`LocalRefiner`) import 
 on first use. The refiner protocol every refiner follows is `phyprompt.refiners.Refiner`.
 """
 
-from .contract import ParsedOutput, format_output, parse_output
-from .instruction import build_messages
-from .progress import Cancelled, Progress
+from .infra.progress import Cancelled, Progress
+from .language.contract import ParsedOutput, format_output, parse_output
+from .language.instruction import build_messages
+from .language.targets import TARGET_NAMES, TARGETS, Target, get_target
 from .refiners import Refinement
-from .targets import TARGET_NAMES, TARGETS, Target, get_target
 
 __version__ = "0.1.0"
 
@@ -24,7 +24,7 @@ def __getattr__(name):  # lazy: these import torch and transformers
 
         return LocalRefiner
     if name == "RefinerLoadError":
-        from .refiners.loading import RefinerLoadError
+        from .refiners import RefinerLoadError
 
         return RefinerLoadError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

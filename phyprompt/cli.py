@@ -30,14 +30,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .commands.common import positive_int, silence_known_warnings
-from .devices import DTYPES, PRECISIONS
-from .endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
+from .infra.console import positive_int, silence_known_warnings
+from .infra.devices import DTYPES, PRECISIONS
+from .infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
 from .judges.opening import is_url
+from .language.targets import TARGET_NAMES
 from .refiners.base import DEFAULT_MAX_NEW_TOKENS
 from .refiners.builtin import is_builtin
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
-from .targets import TARGET_NAMES
 from .video.backend import backend_info, backend_names
 from .video.writer import READABLE_SUFFIXES, SUPPORTED_SUFFIXES
 
@@ -418,8 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_combinations(parser, args)
 
-    from .commands import convert, eval as evaluate, generate, judge, refine  # after the arguments are checked: they lead to torch
-    from .commands.common import fail
+    from .commands import convert, generate, judge, refine  # after the arguments are checked: they lead to torch
+    from .commands import eval as evaluate
+    from .infra.console import fail
     from .video.backend import VideoSettingsError
 
     command = {"refine": refine.run, "generate": generate.run, "judge": judge.run, "eval": evaluate.run,

@@ -1,4 +1,4 @@
-"""The API refiner and the one HTTP client (phyprompt/endpoint.py) against a real local HTTP server:
+"""The API refiner and the one HTTP client (phyprompt/infra/endpoint.py) against a real local HTTP server:
 answers, fallbacks, retries, errors, what is sent, the concurrency bound, cancel; and the CLI's --endpoint."""
 
 import json
@@ -12,12 +12,11 @@ import time
 import pytest
 
 from conftest import REPO
-from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, per_prompt, slow, status
-
-from phyprompt.endpoint import ChatClient, EndpointError, chat_completions_url, parse_keep_alive, server_root
-from phyprompt.progress import Cancelled
+from phyprompt.infra.endpoint import ChatClient, EndpointError, chat_completions_url, parse_keep_alive, server_root
+from phyprompt.infra.progress import Cancelled
 from phyprompt.refiners import refiner_class
 from phyprompt.refiners.api import APIRefiner
+from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, per_prompt, slow, status
 
 # the first prompt's answer comes last
 FIRST_SLOWLY = per_prompt({
@@ -186,12 +185,12 @@ def test_404_says_check_the_address_and_the_model(chat_server):
 
 
 def keep_alive_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "phyprompt.endpoint" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "phyprompt.infra.endpoint" and r.levelno == logging.WARNING]
 
 
 def test_a_server_without_ollamas_api_still_refines_and_warns(chat_server, caplog):
     server = chat_server(generate=status(404, b"404 page not found"))
-    with caplog.at_level(logging.WARNING, logger="phyprompt.endpoint"):
+    with caplog.at_level(logging.WARNING, logger="phyprompt.infra.endpoint"):
         [result] = refiner_for(server, keep_alive="0").refine("a glass is dropped")
     assert result.ok and result.prompt == GOOD_PROMPT and server.paths() == [CHAT, GENERATE]
     (warning,) = keep_alive_warnings(caplog)
@@ -202,7 +201,7 @@ def test_a_server_without_ollamas_api_still_refines_and_warns(chat_server, caplo
 
 def test_a_keep_alive_request_that_gets_no_answer_is_a_warning_too(chat_server, caplog):
     server = chat_server(generate=slow(5))
-    with caplog.at_level(logging.WARNING, logger="phyprompt.endpoint"):
+    with caplog.at_level(logging.WARNING, logger="phyprompt.infra.endpoint"):
         [result] = refiner_for(server, keep_alive="0", timeout=0.3).refine("a glass is dropped")
     assert result.ok and server.paths() == [CHAT, GENERATE]  # tried once
     (warning,) = keep_alive_warnings(caplog)

@@ -5,9 +5,15 @@ import re
 
 import pytest
 
-from phyprompt.budget import (EstimatedCounter, Fitted, TokenizerCounter, counter_for, fit_to_budget,
-                              load_tokenizer_counter)
-from phyprompt.targets import TARGETS, get_target
+from phyprompt.language.budget import (
+    EstimatedCounter,
+    Fitted,
+    TokenizerCounter,
+    counter_for,
+    fit_to_budget,
+    load_tokenizer_counter,
+)
+from phyprompt.language.targets import TARGETS, get_target
 
 
 class WordCounter:

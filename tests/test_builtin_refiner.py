@@ -10,8 +10,8 @@ import pytest
 from safetensors import safe_open
 
 from conftest import REPO
+from phyprompt.refiners import RefinerLoadError
 from phyprompt.refiners.builtin import ADAPTER_DIR, BUILTIN_LABEL, BUILTIN_MODEL
-from phyprompt.refiners.loading import RefinerLoadError
 from phyprompt.refiners.local import LocalRefiner
 
 PROMPT = "a cat jumps onto a table"

@@ -1,4 +1,4 @@
-"""phyprompt.checkpoints: reading checkpoint files safely and loading them into modules with a report."""
+"""phyprompt.infra.checkpoints: reading checkpoint files safely and loading them into modules with a report."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from phyprompt.checkpoints import (
+from phyprompt.infra.checkpoints import (
     CheckpointError,
     CheckpointMismatchError,
     ModelFolderError,

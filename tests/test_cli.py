@@ -103,7 +103,7 @@ def test_the_libraries_notices_about_each_other_are_not_printed(tiny_refiner_dir
 
 
 def test_only_the_known_notices_are_silenced():
-    from phyprompt.commands.common import silence_known_warnings
+    from phyprompt.infra.console import silence_known_warnings
 
     known = "`gradient_checkpointing` is deprecated and will be removed in v6. Use `activation_checkpointing` instead."
     with warnings.catch_warnings(record=True) as caught:
@@ -223,7 +223,7 @@ def test_exit_status_3_when_every_prompt_fell_back(tiny_refiner_dir, tmp_path, o
 
 def test_exit_status_130_when_cancelled(tiny_refiner_dir, monkeypatch, capsys):
     from phyprompt import cli
-    from phyprompt.progress import TqdmProgress
+    from phyprompt.infra.progress import TqdmProgress
 
     def interrupt(self, done, total):  # Ctrl+C during the first generated token
         raise KeyboardInterrupt

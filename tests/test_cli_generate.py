@@ -267,7 +267,7 @@ def test_errors_exit_codes_from_a_process(runs, out_dir, name):
 
 
 def test_interrupt_exits_130_and_writes_nothing(cogvideox_dir, tmp_path, monkeypatch, capsys):
-    from phyprompt.progress import TqdmProgress
+    from phyprompt.infra.progress import TqdmProgress
 
     def interrupt(self, done, total):
         if done == 2:

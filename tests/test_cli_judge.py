@@ -8,14 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+from test_cli import _REPORT_IMPORTS
 
 from conftest import REPO
 from phyprompt import cli
-from phyprompt.endpoint import ChatClient
-from phyprompt.progress import TqdmProgress
+from phyprompt.infra.endpoint import ChatClient
+from phyprompt.infra.progress import TqdmProgress
 from support.chat_server import ChatServer, answer, slow, status
 from support.tiny_vlm import expected_answer, write_tiny_vlm
-from test_cli import _REPORT_IMPORTS
 
 CAPTION = "A ball falls and bounces on the floor."
 LINE = "SA 4 (4.05); PC 4 (4.05); joint yes"

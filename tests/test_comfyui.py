@@ -13,19 +13,20 @@ import torch
 from PIL import Image
 
 from conftest import REPO
+from phyprompt.judges.selection import CRITERIA, Candidate, best
+from phyprompt.judges.videophy2.judge import AutoEvalJudge
+from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
+from phyprompt.video.cogvideox import CogVideoXBackend
+from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
 from support.comfy_server import PACK_NAME, ComfyServer, find_comfyui_tree
 from support.tiny_autoeval import SHARDS, write_tiny_autoeval
 from support.tiny_cogvideox import write_tiny_cogvideox
-from support.tiny_lavie import SETTINGS as LAVIE_SMALL, write_tiny_lavie
-from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SMALL, write_tiny_videocrafter2
+from support.tiny_lavie import SETTINGS as LAVIE_SMALL
+from support.tiny_lavie import write_tiny_lavie
 from support.tiny_refiner import TRAINED_PROMPT, TRAINED_REASONING, write_tiny_adapter, write_tiny_refiner
+from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SMALL
+from support.tiny_videocrafter2 import write_tiny_videocrafter2
 from support.workflow_api import ui_to_api, widget_values
-from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
-
-from phyprompt.judges.selection import CRITERIA, Candidate, best
-from phyprompt.judges.videophy2.judge import AutoEvalJudge
-from phyprompt.video.cogvideox import CogVideoXBackend
-from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
 
 pytestmark = pytest.mark.comfyui
 

@@ -5,8 +5,15 @@ import re
 
 import pytest
 
-from phyprompt.contract import (PROMPT_CLOSE, PROMPT_OPEN, THINK_CLOSE, THINK_OPEN, ParsedOutput,
-                                format_output, parse_output)
+from phyprompt.language.contract import (
+    PROMPT_CLOSE,
+    PROMPT_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    ParsedOutput,
+    format_output,
+    parse_output,
+)
 
 ANY_TAG = re.compile(r"<\s*/?\s*(?:think|prompt)\s*>", re.IGNORECASE)
 
@@ -190,7 +197,7 @@ def test_a_prompt_mentioning_the_word_prompt_is_fine():
 
 def test_parser_input_with_assistant_prefix():
     # the refiner always hands the parser its `<think>\n` prefix in front of the generated text
-    from phyprompt.instruction import ASSISTANT_PREFIX
+    from phyprompt.language.instruction import ASSISTANT_PREFIX
 
     parsed = parse_output(ASSISTANT_PREFIX + f"{REASONING}\n</think>\n<prompt>{PROMPT}</prompt>")
     assert parsed == ParsedOutput(True, PROMPT, REASONING, None, ())

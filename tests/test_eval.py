@@ -18,9 +18,10 @@ from phyprompt import cli
 from phyprompt.evaluation.cache import Cache, key
 from phyprompt.evaluation.prompt_sets import MAX_CAPTION_CHARS, PromptSetError, load_prompt_set
 from phyprompt.evaluation.statistics import paired_difference, per_prompt, rate
-from phyprompt.prompt_lists import PromptListError
+from phyprompt.language.prompt_lists import PromptListError
 from phyprompt_toy_backend import WORD_LIMIT, ToyBackend, write_toy_model
-from support.chat_server import ChatServer, answer, per_prompt as reply_per_prompt, status
+from support.chat_server import ChatServer, answer, status
+from support.chat_server import per_prompt as reply_per_prompt
 
 CAPTIONS = ["a cat jumps onto a table", "water pours into a glass", "a ball rolls down a ramp"]
 
@@ -298,7 +299,7 @@ def test_the_tokens_column_is_the_loaded_models_limit_not_the_targets(models, pr
                                                                      capsys):
     """The toy backend writes for the `generic` target (a nominal 226 tokens), but its model reads 8 words: the
     refined prompt's 12 words are cut, and the table says so, also when every video comes from the cache."""
-    from phyprompt.targets import get_target
+    from phyprompt.language.targets import get_target
     from support.tiny_refiner import TRAINED_PROMPT
 
     assert get_target(ToyBackend.info.target).token_limit == 226 and len(TRAINED_PROMPT.split()) == 12 > WORD_LIMIT

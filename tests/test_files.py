@@ -2,7 +2,7 @@
 
 import pytest
 
-from phyprompt.files import atomic_path, write_text_atomic
+from phyprompt.infra.files import atomic_path, write_text_atomic
 
 
 def names(folder):
@@ -73,7 +73,7 @@ def test_a_folder_can_replace_an_empty_folder(tmp_path):
 
 
 def test_a_failed_rename_keeps_the_old_folder(tmp_path, monkeypatch):
-    import phyprompt.files as files
+    import phyprompt.infra.files as files
 
     target = tmp_path / "refiner"
     target.mkdir()

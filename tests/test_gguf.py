@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import REPO
-from phyprompt.refiners.loading import RefinerLoadError
-from phyprompt.refiners.local import LocalRefiner
-from phyprompt.targets import get_target
+from phyprompt.language.targets import get_target
+from phyprompt.refiners import RefinerLoadError
 from phyprompt.refiners.builtin import smollm2_gguf
+from phyprompt.refiners.local import LocalRefiner
 
 # SmolLM2 generates ~18 tokens/s on 2 CPU cores: enough to show it writes, far too few for a full answer
 FEW_TOKENS = 8

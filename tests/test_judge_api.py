@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phyprompt.endpoint import ChatClient, EndpointError
+from phyprompt.infra.endpoint import ChatClient, EndpointError
+from phyprompt.infra.progress import Cancelled
 from phyprompt.judges import JudgeLoadError, open_judge
 from phyprompt.judges.api import DEFAULT_FRAMES, MAX_SIDE, TOP_LOGPROBS, APIJudge
 from phyprompt.judges.chat import question_text
 from phyprompt.judges.scores import RULE_VALUES, SCALE_VALUES, expected_score
 from phyprompt.judges.templates import pc_prompt, rule_prompt, sa_prompt
-from phyprompt.progress import Cancelled
 from phyprompt.video.writer import write_video
 from support.chat_server import ChatServer, answer, slow, status
 

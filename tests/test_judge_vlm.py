@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from phyprompt.infra.progress import Cancelled
 from phyprompt.judges import JudgeLoadError, open_judge
 from phyprompt.judges.chat import question_text
 from phyprompt.judges.opening import judge_kind
 from phyprompt.judges.scores import RULE_VALUES, expected_score
 from phyprompt.judges.templates import pc_prompt, rule_prompt, sa_prompt
 from phyprompt.judges.vlm import DEFAULT_FRAMES, VLMJudge
-from phyprompt.progress import Cancelled
 from phyprompt.video.writer import write_video
 from support.tiny_vlm import ANSWER_LOGITS, expected_answer, write_tiny_qwen3_vl, write_tiny_vlm
 

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from phyprompt.checkpoints import CheckpointMismatchError, ModelFolderError
+from phyprompt.infra.checkpoints import CheckpointMismatchError, ModelFolderError
 from phyprompt.video import SampleRequest, VideoModelError, VideoSettingsError, backend_info, load_backend
 from phyprompt.video.lavie import sampling
 from phyprompt.video.lavie.backend import LaVieBackend
@@ -20,7 +20,8 @@ from phyprompt.video.lavie.config import UNetConfig
 from phyprompt.video.lavie.loading import convert
 from phyprompt.video.lavie.temporal import RelativePositionBias, RotaryEmbedding, TemporalAttention
 from phyprompt.video.lavie.unet import LaVieUNet
-from support.tiny_lavie import SETTINGS as SMALL, UNET_CONFIG, build_unet, write_checkpoint, write_sd_folder
+from support.tiny_lavie import SETTINGS as SMALL
+from support.tiny_lavie import UNET_CONFIG, build_unet, write_checkpoint, write_sd_folder
 
 
 @pytest.fixture(scope="module")

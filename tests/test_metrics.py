@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from phyprompt.metrics import ParseRate, failure_reason, parse_rate, usable
+from phyprompt.language.metrics import ParseRate, failure_reason, parse_rate, usable
 from phyprompt.refiners.base import Refinement
 
 GOOD = "<think>Gravity pulls the cat down.</think><prompt>A cat leaps and lands softly on a table.</prompt>"
@@ -44,7 +44,7 @@ def test_no_answers_is_a_zero_rate_not_an_error():
 
 
 def test_the_metric_is_light():
-    run = subprocess.run([sys.executable, "-c", "import sys, phyprompt.metrics; print('torch' in sys.modules)"],
+    run = subprocess.run([sys.executable, "-c", "import sys, phyprompt.language.metrics; print('torch' in sys.modules)"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "False", run.stderr
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from phyprompt.prompt_lists import PromptListError, prompt_key, read_prompt_list
+from phyprompt.language.prompt_lists import PromptListError, prompt_key, read_prompt_list
 
 PROMPTS = ["a cat jumps onto a table", "water pours into a glass", "猫が跳ぶ 🐱"]
 

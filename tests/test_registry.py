@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from phyprompt import registry
+from phyprompt.infra import registry
 from phyprompt.judges import JUDGES
 from phyprompt.refiners import REFINERS
 from phyprompt.video.backend import BACKENDS
@@ -55,7 +55,7 @@ def test_every_family_uses_it_with_its_own_entry_point_group():
 def test_every_model_has_the_one_lifecycle(family, kind):
     import inspect
 
-    from phyprompt.lifecycle import HoldsWeights
+    from phyprompt.infra.lifecycle import HoldsWeights
 
     member = family.get(kind)
     assert isinstance(member.in_process, bool) and callable(member.load)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from phyprompt.contract import format_output
-from phyprompt.targets import TARGETS
+from phyprompt.language.contract import format_output
+from phyprompt.language.targets import TARGETS
 from train.data.__main__ import main as data_main
 from train.data.builders import SourceFormatError, from_phygenbench, from_videophy2
 from train.data.schema import read_examples
@@ -349,7 +349,7 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
 
 
 def test_endpoint_errors_are_retried_or_reported(tmp_path, chat_server, monkeypatch):
-    monkeypatch.setattr("phyprompt.endpoint.ChatClient.backoff", 0.0)
+    monkeypatch.setattr("phyprompt.infra.endpoint.ChatClient.backoff", 0.0)
     server = chat_server({"a glass is dropped": GOOD}, failures=[503, 429])
     summary = generate(EndpointTeacher(server.url), ["a glass is dropped"], tmp_path / "a.jsonl", ["cogvideox"])
     assert summary.kept == 1 and len(server.requests) == 3

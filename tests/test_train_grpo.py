@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from phyprompt.contract import format_output
 from phyprompt.judges import Answer
+from phyprompt.language.contract import format_output
 from phyprompt_toy_backend import write_toy_model
 from support.tiny_autoeval import write_tiny_autoeval
 from support.tiny_refiner import build_tokenizer
@@ -541,7 +541,7 @@ def test_two_processes_resume_inside_a_later_epoch_bitwise(trained_refiner_dir, 
 def test_rollout_prompts_are_what_the_refiner_sees(tiny_refiner_dir):
     from transformers import AutoTokenizer
 
-    from phyprompt.instruction import build_messages, render_prompt
+    from phyprompt.language.instruction import build_messages, render_prompt
     from train.data.schema import read_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_refiner_dir)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from support.tiny_refiner import write_tiny_refiner
 
-from phyprompt.contract import parse_output
-from phyprompt.instruction import ASSISTANT_PREFIX
+from phyprompt.language.contract import parse_output
+from phyprompt.language.instruction import ASSISTANT_PREFIX
 from phyprompt.refiners.local import LocalRefiner
+from support.tiny_refiner import write_tiny_refiner
 from train.data.schema import read_examples
 from train.export import main as export_main
 from train.sft import main as sft_main
@@ -58,7 +58,7 @@ def test_training_prompt_is_exactly_what_the_refiner_renders(tiny_refiner_dir):
     example = read_examples([SEED]).examples[0]
     refiner = LocalRefiner.load(tiny_refiner_dir, device="cpu")
     pair = prompt_completion(example, refiner.tokenizer)
-    from phyprompt.targets import get_target
+    from phyprompt.language.targets import get_target
 
     rendered = refiner.render(example.user_prompt, get_target(example.target))
     assert pair["prompt"] == rendered

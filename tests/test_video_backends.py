@@ -13,16 +13,28 @@ import numpy as np
 import pytest
 import torch
 
-from phyprompt.progress import Cancelled
-from phyprompt.targets import TARGETS
+from phyprompt.infra.progress import Cancelled
+from phyprompt.language.targets import TARGETS
+from phyprompt.video import (
+    BackendInfo,
+    DiffusersFolder,
+    EightBit,
+    SampleRequest,
+    SingleFile,
+    VideoModelError,
+    VideoSettingsError,
+    backend_class,
+    backend_names,
+    load_backend,
+)
 from phyprompt.video.backend import BACKENDS
-from phyprompt.video import (BackendInfo, DiffusersFolder, EightBit, SampleRequest, SingleFile, VideoModelError,
-                             VideoSettingsError, backend_class, backend_names, load_backend)
 from phyprompt.video.writer import read_video, to_uint8, write_video
 from phyprompt_toy_backend import write_toy_model
 from support.tiny_cogvideox import write_tiny_cogvideox
-from support.tiny_lavie import SETTINGS as LAVIE_SETTINGS, write_tiny_lavie_model
-from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SETTINGS, write_tiny_videocrafter2
+from support.tiny_lavie import SETTINGS as LAVIE_SETTINGS
+from support.tiny_lavie import write_tiny_lavie_model
+from support.tiny_videocrafter2 import SETTINGS as VIDEOCRAFTER2_SETTINGS
+from support.tiny_videocrafter2 import write_tiny_videocrafter2
 
 # name -> (writer of a tiny model folder or file, small settings that backend can render quickly)
 TINY = {
@@ -123,6 +135,23 @@ def test_same_seed_same_video_other_seed_other_video(backend):
     first, again = backend.sample(small(backend)), backend.sample(small(backend))
     assert torch.equal(first.frames, again.frames)
     assert not torch.equal(first.frames, backend.sample(small(backend, seed=4)).frames)
+
+
+def test_release_frees_the_weights_and_the_next_use_loads_them_again(backend):
+    """The one lifecycle of every model (phyprompt.infra.lifecycle), for every backend, plugins included."""
+    from phyprompt.infra.lifecycle import HoldsWeights
+
+    assert backend.in_process is True and backend.name == backend.info.name
+    assert all(hasattr(backend, method) for method in HoldsWeights.__dict__ if not method.startswith("_"))
+    before = backend.sample(small(backend)).frames
+    held = backend.modules()
+    backend.release()
+    assert set(vars(backend)) == {"_reopen", "_released", "counter"}  # nothing loaded is kept
+    assert backend.count("a ball") > 0  # the tokenizer stays
+    assert torch.equal(backend.sample(small(backend)).frames, before)
+    if held is not None:
+        assert set(backend.modules()) == set(held) and all(
+            backend.modules()[name] is not module for name, module in held.items())
 
 
 def test_prompt_changes_the_video(backend):

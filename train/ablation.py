@@ -47,7 +47,7 @@ def plot_ablation(histories: dict[str, list[dict]], sa: str, pc: str, path: str)
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail, silence_known_warnings
+    from phyprompt.infra.console import fail, silence_known_warnings
 
     from .grpo import parse
 

@@ -18,17 +18,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from phyprompt.checkpoints import (
+from phyprompt.infra.checkpoints import (
     ModelFolderError,
     check_safetensors,
     check_weights_folder,
     read_folder_json,
 )
-from phyprompt.commands.common import fail, silence_known_warnings
-from phyprompt.devices import PRECISIONS, torch_dtype
-from phyprompt.files import atomic_path
+from phyprompt.infra.console import fail, silence_known_warnings
+from phyprompt.infra.devices import PRECISIONS, torch_dtype
+from phyprompt.infra.files import atomic_path
 
 from .stages import MANIFEST, read_manifest
+
 
 class ExportError(ModelFolderError):
     pass

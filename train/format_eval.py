@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from phyprompt.metrics import parse_rate, usable
+from phyprompt.language.metrics import parse_rate, usable
 
 from .data.schema import TRAINING_TARGETS
 
@@ -50,11 +50,11 @@ def format_table(name: str, result: dict, prompts: int) -> str:
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail, silence_known_warnings
-    from phyprompt.refiners.loading import RefinerLoadError
-    from phyprompt.progress import TqdmProgress
+    from phyprompt.infra.console import fail, silence_known_warnings
+    from phyprompt.infra.progress import TqdmProgress
+    from phyprompt.language.prompt_lists import PromptListError, read_prompt_list
+    from phyprompt.refiners import RefinerLoadError
     from phyprompt.refiners.local import LocalRefiner
-    from phyprompt.prompt_lists import PromptListError, read_prompt_list
 
     silence_known_warnings()
     parser = argparse.ArgumentParser(prog="python -m train.format_eval", description=__doc__.splitlines()[0])

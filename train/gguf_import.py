@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from phyprompt.files import atomic_path
+from phyprompt.infra.files import atomic_path
 from phyprompt.refiners.builtin import smollm2_gguf
 
 
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     try:
         convert_gguf(args.gguf or smollm2_gguf(), args.out)
     except (OSError, ValueError) as error:  # ValueError: no SmolLM2 GGUF, a RefinerLoadError, a file that won't load
-        from phyprompt.commands.common import fail
+        from phyprompt.infra.console import fail
 
         return fail(str(error), prog="train.gguf_import")
     print(f"wrote {args.out}", file=sys.stderr)

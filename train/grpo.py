@@ -35,8 +35,17 @@ from torch.utils.data import Sampler
 
 from .curriculum import SCHEDULES, CurriculumCallback
 from .rewards import REWARDS, RewardArguments, build_reward
-from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe,
-                     read_manifest, resume_point, use_chat_template, write_manifest)
+from .stages import (
+    DataArguments,
+    TrainingSetupError,
+    base_model,
+    load_training_examples,
+    parse_recipe,
+    read_manifest,
+    resume_point,
+    use_chat_template,
+    write_manifest,
+)
 
 GRPO_SETTINGS = ("max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "num_generations", "epsilon", "beta", "scale_rewards",
@@ -59,7 +68,7 @@ class CurriculumArguments:
 
 def prompt_rows(examples, tokenizer) -> list[dict]:
     """One rollout prompt per distinct (user prompt, target), rendered as the refiner renders it."""
-    from phyprompt.instruction import build_messages, render_prompt
+    from phyprompt.language.instruction import build_messages, render_prompt
 
     rows, seen = [], set()
     for example in examples:
@@ -166,7 +175,7 @@ def run(data_args: DataArguments, rewards: RewardArguments, curriculum: Curricul
     from datasets import Dataset
     from trl import get_peft_config
 
-    from phyprompt.refiners.loading import first_line
+    from phyprompt.infra.console import first_line
 
     from .plot import plot_rewards
 
@@ -241,8 +250,8 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail, silence_known_warnings
-    from phyprompt.refiners.loading import RefinerLoadError
+    from phyprompt.infra.console import fail, silence_known_warnings
+    from phyprompt.refiners import RefinerLoadError
 
     silence_known_warnings()
     try:

@@ -9,7 +9,7 @@ trained). Command-line options override the recipe.
 
 Each example becomes a prompt/completion pair. The prompt is exactly what the refiner sees at inference:
 the project's instruction in the base model's chat template, followed by the assistant prefix
-(`phyprompt.instruction.render_prompt`). The completion is the rest of the canonical answer plus EOS, and
+(`phyprompt.language.instruction.render_prompt`). The completion is the rest of the canonical answer plus EOS, and
 the loss is on the completion only. Training and inference therefore cannot drift apart.
 
 Checkpoints go to `output_dir/checkpoint-N`; a rerun with checkpoints there resumes from the last one.
@@ -23,8 +23,17 @@ import json
 import os
 import sys
 
-from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe,
-                     resume_point, use_chat_template, write_manifest)
+from .stages import (
+    DataArguments,
+    TrainingSetupError,
+    base_model,
+    load_training_examples,
+    parse_recipe,
+    resume_point,
+    use_chat_template,
+    write_manifest,
+)
+
 
 def training_tokens(example, tokenizer) -> dict[str, list[int]]:
     """One example tokenized the way the refiner tokenizes at inference (no special tokens added to the
@@ -39,7 +48,7 @@ def training_tokens(example, tokenizer) -> dict[str, list[int]]:
 
 def prompt_completion(example, tokenizer) -> dict[str, str]:
     """One example as the text the refiner is given and the text it should continue with."""
-    from phyprompt.instruction import answer_continuation, build_messages, render_prompt
+    from phyprompt.language.instruction import answer_continuation, build_messages, render_prompt
 
     return {
         "prompt": render_prompt(tokenizer, build_messages(example.user_prompt, example.target)),
@@ -60,7 +69,7 @@ def run(data_args: DataArguments, training_args, model_args, recipe: str | None 
     from datasets import Dataset
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
-    from phyprompt.refiners.loading import first_line
+    from phyprompt.infra.console import first_line
 
     from .plot import plot_loss
 
@@ -112,8 +121,8 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    from phyprompt.commands.common import fail, silence_known_warnings
-    from phyprompt.refiners.loading import RefinerLoadError
+    from phyprompt.infra.console import fail, silence_known_warnings
+    from phyprompt.refiners import RefinerLoadError
 
     silence_known_warnings()
     try:

@@ -157,7 +157,8 @@ def base_model(model_args, training_args):
     (QLoRA) settings. trl loads it inside the trainer, so accelerate, DeepSpeed and FSDP place the weights."""
     from transformers import AutoTokenizer
 
-    from phyprompt.refiners.loading import check_model_folder, first_line, is_hub_id
+    from phyprompt.infra.console import first_line
+    from phyprompt.refiners.loading import check_model_folder, is_hub_id
 
     name = model_args.model_name_or_path
     if not name:

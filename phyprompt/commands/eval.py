@@ -21,9 +21,9 @@ from pathlib import Path
 
 from ..evaluation.prompt_sets import load_prompt_set
 from ..evaluation.specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
-from ..files import write_text_atomic
-from ..prompt_lists import PromptListError
-from .common import fail, progress_bar, quiet_libraries, warn
+from ..infra.console import fail, progress_bar, quiet_libraries, warn
+from ..infra.files import write_text_atomic
+from ..language.prompt_lists import PromptListError
 
 PROG = "phyprompt eval"
 
@@ -45,7 +45,7 @@ def run(args) -> int:
     for note in prompt_set.notes:
         warn(f"{args.prompts}: {note}")
     from ..evaluation.cache import Cache
-    from ..evaluation.stages import Evaluation, RenderError, RenderSettings
+    from ..evaluation.runner import Evaluation, RenderError, RenderSettings
     from ..evaluation.tables import build_rows, to_costs, to_csv, to_json, to_text
 
     out = Path(os.path.expanduser(args.out))

@@ -17,9 +17,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..files import write_text_atomic
-from ..budget import token_use
-from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
+from ..infra.console import fail, progress_bar, quiet_libraries, warn
+from ..infra.files import write_text_atomic
+from ..language.budget import token_use
+from .common import open_refiner
 
 
 def run(args) -> int:

@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 
+from ..infra.console import fail, progress_bar, quiet_libraries
 from ..judges.base import check_request
-from ..prompt_lists import PromptListError, read_prompt_list
-from .common import fail, progress_bar, quiet_libraries
+from ..language.prompt_lists import PromptListError, read_prompt_list
 
 PROG = "phyprompt judge"
 

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 
-from ..prompt_lists import PromptListError, read_prompt_list
-from .common import fail, open_refiner, progress_bar, quiet_libraries, warn
+from ..infra.console import fail, progress_bar, quiet_libraries, warn
+from ..language.prompt_lists import PromptListError, read_prompt_list
+from .common import open_refiner
 
 ALL_FELL_BACK = 3  # the exit status when no prompt was refined
 PROG = "phyprompt refine"

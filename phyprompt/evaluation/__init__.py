@@ -4,7 +4,7 @@
 
 - `cache`: a content-hash store of JSON records and video files (also used by training);
 - `prompt_sets`: VideoPhy-2 test files (CSV/Parquet/JSONL), the hard subset, a fixed sample, plain lists;
-- `stages`: refine, render, judge, each batched, cached and resumable, one model in memory at a time;
+- `runner`: refine, render, judge, each batched, cached and resumable, one model in memory at a time;
 - `statistics`: success rates, bootstrap intervals, paired differences;
 - `tables`, `charts`, `report`: what a run writes for people (text, CSV, JSON, PNG, Markdown).
 """

@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..files import write_text_atomic
+from ..infra.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 

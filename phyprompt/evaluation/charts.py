@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import atomic_path
+from ..infra.files import atomic_path
 from .specs import file_name
 from .tables import METRICS, Row
 

@@ -26,7 +26,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ..prompt_lists import PromptListError, check_value, prompt_key, read_prompt_list, read_text
+from ..language.prompt_lists import PromptListError, check_value, prompt_key, read_prompt_list, read_text
 
 MAX_CAPTION_CHARS = 2000  # upsampled VideoPhy-2 captions are ~600; anything near this is a broken cell
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")

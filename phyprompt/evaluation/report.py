@@ -12,9 +12,9 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..infra.files import write_text_atomic
+from .runner import Sample
 from .specs import ORIGINAL, file_name
-from .stages import Sample
 from .tables import Row, to_text
 
 DEFAULT_EXAMPLES = 3

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cache
 
-from ..endpoint import DEFAULT_API_KEY_ENV, chat_completions_url
+from ..infra.endpoint import DEFAULT_API_KEY_ENV, chat_completions_url
 
 ORIGINAL = "original"  # the label of "no refinement": the user's caption goes to the video model as is
 _EDGE = 1 << 20  # a file is fingerprinted by its size and its first and last MiB

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 from ..judges.base import JOINT_THRESHOLD
-from ..metrics import parse_rate
+from ..language.metrics import parse_rate
 from ..refiners.base import Refinement
+from .runner import Sample
 from .specs import ORIGINAL
-from .stages import Sample
 from .statistics import DEFAULT_RESAMPLES, Estimate, paired_difference, per_prompt, rate
 
 METRICS = ("sa", "pc", "joint")

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
-from ..progress import OptionalProgress
+from ..infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
+from ..infra.progress import OptionalProgress
 from .base import Judgement, Video, check_request
 from .chat import judgement, questions, reply_answer
 from .frames import sample_frames

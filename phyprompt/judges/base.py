@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
-from ..lifecycle import HoldsWeights
-from ..progress import OptionalProgress
-from ..registry import Registry
+from ..infra.lifecycle import HoldsWeights
+from ..infra.progress import OptionalProgress
+from ..infra.registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ..checkpoints import ModelFolderError, read_folder_json
-from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from ..infra.checkpoints import ModelFolderError, read_folder_json
+from ..infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from .base import JUDGES
 from .videophy2.config import MODEL_TYPE as AUTOEVAL_MODEL_TYPE
 

@@ -16,17 +16,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checkpoints import check_weights_folder
-from ..devices import resolve_device, resolve_dtype
-from ..lifecycle import LazyWeights
-from ..progress import OptionalProgress
-from ..refiners.loading import first_line
+from ..infra.checkpoints import check_weights_folder
+from ..infra.console import first_line
+from ..infra.devices import resolve_device, resolve_dtype
+from ..infra.lifecycle import LazyWeights
+from ..infra.progress import OptionalProgress
 from .base import Judgement, Video, check_request
 from .chat import Question, generated_answer, judgement, questions, single_token_ids
 from .frames import sample_frames, sample_indices
 from .opening import JudgeLoadError
 from .scores import RULE_VALUES, SCALE_VALUES
-
 
 DEFAULT_FRAMES = 16
 #: enough for "4" or "I would rate this video a 4."; the parser reads the first number in the answer

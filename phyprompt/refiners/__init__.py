@@ -5,9 +5,9 @@ Importing this package is cheap: a refiner's module (and transformers) is import
 
 from __future__ import annotations
 
-from .base import DEFAULT_MAX_NEW_TOKENS, REFINERS, Refinement, Refiner, check_request
+from .base import DEFAULT_MAX_NEW_TOKENS, REFINERS, Refinement, Refiner, RefinerLoadError, check_request
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "REFINERS", "Refinement", "Refiner", "check_request", "refiner_class"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "REFINERS", "Refinement", "Refiner", "RefinerLoadError", "check_request", "refiner_class"]
 
 
 def refiner_class(kind: str) -> type:

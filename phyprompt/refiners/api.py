@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..budget import counter_for
-from ..endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
-from ..instruction import build_messages
-from ..progress import OptionalProgress
-from ..targets import Target, get_target
+from ..infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
+from ..infra.progress import OptionalProgress
+from ..language.budget import counter_for
+from ..language.instruction import build_messages
+from ..language.targets import Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
 
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
-from ..budget import TokenCounter, counter_for, fit_to_budget
-from ..contract import parse_output
-from ..lifecycle import HoldsWeights
-from ..progress import OptionalProgress
-from ..registry import Registry
-from ..targets import Target, get_target
+from ..infra.checkpoints import ModelFolderError
+from ..infra.lifecycle import HoldsWeights
+from ..infra.progress import OptionalProgress
+from ..infra.registry import Registry
+from ..language.budget import TokenCounter, counter_for, fit_to_budget
+from ..language.contract import parse_output
+from ..language.targets import Target, get_target
 
 DEFAULT_MAX_NEW_TOKENS = 512
+
+
+class RefinerLoadError(ModelFolderError):
+    """A refiner or adapter could not be loaded; the message says why and what to do."""
+
 
 # kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add refiner
 # kinds as entry points in the group `phyprompt.refiners`.

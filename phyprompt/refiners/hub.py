@@ -12,7 +12,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from .loading import RefinerLoadError
+from .base import RefinerLoadError
 
 PROBE_TIMEOUT = 5.0  # seconds the hub has to answer at all before it is taken for unreachable
 _TRUE = {"1", "on", "yes", "true"}  # huggingface_hub's own reading of its boolean variables

@@ -16,9 +16,12 @@ import struct
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..checkpoints import ModelFolderError, check_weights_folder, read_folder_json
-from ..devices import resolve_device, resolve_dtype
-from .builtin import BUILTIN_MODEL
+from ..infra.checkpoints import check_weights_folder, read_folder_json
+from ..infra.console import first_line
+from ..infra.devices import resolve_device, resolve_dtype
+from .base import RefinerLoadError
+from .builtin import ADAPTER_DIR, BUILTIN_MODEL, is_builtin, smollm2_gguf
+from .hub import resolve_hub_id
 
 if TYPE_CHECKING:  # annotations only: the CLI reads QUANTIZATIONS and DEFAULT_MODEL without importing torch
     import torch
@@ -30,10 +33,6 @@ DEFAULT_MODEL = BUILTIN_MODEL  # works offline, with nothing downloaded from a h
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 GGUF_SUFFIX = ".gguf"
-
-
-class RefinerLoadError(ModelFolderError):
-    """A refiner or adapter could not be loaded; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -128,15 +127,8 @@ def _quantization_config(quantization: str, dtype: torch.dtype, device: torch.de
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def resolve_builtin(spec: LoadSpec) -> LoadSpec:
     """The built-in refiner's spec as files (the SmolLM2 GGUF and the shipped adapter); others unchanged."""
-    from .builtin import ADAPTER_DIR, is_builtin, smollm2_gguf
-
     if not is_builtin(spec.model):
         return spec
     if spec.adapter:
@@ -149,8 +141,6 @@ def load_model_and_tokenizer(spec: LoadSpec):
     source = spec.model
     local = not (spec.allow_download and is_hub_id(source))
     if not local:  # before transformers is imported: a hub that cannot be asked is said in seconds
-        from .hub import resolve_hub_id
-
         source = resolve_hub_id(source)  # the id, or its cached copy's folder when the hub cannot be asked
         local = source != spec.model
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -11,12 +11,12 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor, StoppingCriteria, TopKLogitsWarper, TopPLogitsWarper
 
-from ..budget import TokenizerCounter, counter_for, fit_to_budget
-from ..contract import PROMPT_CLOSE
-from ..lifecycle import LazyWeights
-from ..instruction import ASSISTANT_PREFIX, build_messages, render_prompt
-from ..progress import OptionalProgress
-from ..targets import TARGETS, Target, get_target
+from ..infra.lifecycle import LazyWeights
+from ..infra.progress import OptionalProgress
+from ..language.budget import TokenizerCounter, counter_for, fit_to_budget
+from ..language.contract import PROMPT_CLOSE
+from ..language.instruction import ASSISTANT_PREFIX, build_messages, render_prompt
+from ..language.targets import TARGETS, Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
 from .builtin import BUILTIN_LABEL, is_builtin
 from .loading import LoadSpec, load_model_and_tokenizer, resolve_builtin
@@ -160,6 +160,7 @@ class LocalRefiner:
         self.spec = spec
         self._prefix_caches: dict = {}  # (prefix ids, device, model id) -> KV cache; see _prefix_cache
         self._instruction_lengths: dict[str, int] = {}  # target name -> tokens before the user's prompt
+        self._overheads: dict[str, int] = {}  # target name -> tokens the instruction adds around a prompt
         self.name = (spec.model if spec else getattr(model.config, "_name_or_path", "")) or "refiner"
         if not getattr(tokenizer, "chat_template", None):
             log.warning("%s has no chat template; using the plain System/User/Assistant transcript", self.name)
@@ -206,22 +207,31 @@ class LocalRefiner:
     def render(self, prompt: str, target: Target) -> str:
         return render_prompt(self.tokenizer, build_messages(prompt, target))
 
-    def _count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _tokens(self, prompt: str, target: Target) -> list[int]:
+        """The ids of `prompt` inside the instruction for `target`: the model's whole input."""
+        return self.tokenizer(self.render(prompt, target), add_special_tokens=False)["input_ids"]
 
-    def _fit_input(self, prompt: str, target: Target, max_new_tokens: int) -> tuple[str, tuple[str, ...]]:
-        """The user's prompt, shortened if the instruction around it would not fit the context."""
+    def _overhead(self, target: Target) -> int:
+        """Tokens the instruction for `target` adds around a prompt (the same for every prompt: kept)."""
+        if target.name not in self._overheads:
+            self._overheads[target.name] = len(self._tokens(".", target)) - 1
+        return self._overheads[target.name]
+
+    def _fit_input(self, prompt: str, target: Target, max_new_tokens: int) -> tuple[list[int], tuple[str, ...]]:
+        """The model's input ids for the user's prompt, rendered and tokenised once; the prompt is shortened
+        first if the instruction around it would not fit the context."""
         room = self.context_length - max_new_tokens
-        overhead = self._count(self.render(".", target)) - 1
-        if self._count(self.render(prompt, target)) <= room:
-            return prompt, ()
-        fitted = fit_to_budget(prompt, TokenizerCounter(self.tokenizer), room - overhead)
+        ids = self._tokens(prompt, target)
+        if len(ids) <= room:
+            return ids, ()
+        fitted = fit_to_budget(prompt, TokenizerCounter(self.tokenizer), room - self._overhead(target))
         if not fitted.text:
             raise ValueError(
                 f"max_new_tokens={max_new_tokens} leaves no room for the prompt in this refiner's "
                 f"{self.context_length}-token context; lower max_new_tokens"
             )
-        return fitted.text, (f"the input prompt was shortened to {fitted.tokens} tokens to fit the refiner",)
+        return (self._tokens(fitted.text, target),
+                (f"the input prompt was shortened to {fitted.tokens} tokens to fit the refiner",))
 
     def refine(
         self,
@@ -254,7 +264,7 @@ class LocalRefiner:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
 
         notes: tuple[str, ...] = ()
-        room = self.context_length - _MIN_PROMPT_ROOM - self._count(self.render(".", target))
+        room = self.context_length - _MIN_PROMPT_ROOM - self._overhead(target) - 1
         if max_new_tokens > room:
             notes = (f"max_new_tokens lowered from {max_new_tokens} to {room}, the refiner's context",)
             max_new_tokens = room
@@ -264,9 +274,8 @@ class LocalRefiner:
         results: list[Refinement] = []
         for number, rows in enumerate(batches):
             fitted = [self._fit_input(prompts[i], target, max_new_tokens) for i in rows]
-            texts = [self.render(text, target) for text, _ in fitted]
             answers = self._generate(
-                texts, target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
+                [ids for ids, _ in fitted], target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
                 _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
             )
             for i, (answer, loop_notes), (_, input_notes) in zip(rows, answers, fitted):
@@ -277,12 +286,12 @@ class LocalRefiner:
         return results
 
     @torch.inference_mode()
-    def _generate(self, texts, target, seeds, temperature, top_p, top_k, max_new_tokens,
+    def _generate(self, rows, target, seeds, temperature, top_p, top_k, max_new_tokens,
                   reporter) -> list[tuple[str, tuple[str, ...]]]:
-        """Each text's answer, and notes about its generation (a row stopped for looping)."""
+        """Each input's answer (`rows`: input ids), and notes about its generation (a row stopped for looping)."""
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
-        input_ids, attention_mask, past = self._batch_with_cached_prefix(texts, target, device)
+        input_ids, attention_mask, past = self._batch_with_cached_prefix(rows, target, device)
         config = model.generation_config
         processors = []
         if temperature > 0:
@@ -306,14 +315,14 @@ class LocalRefiner:
             pad_token_id=tokenizer.pad_token_id,
         )
         new_tokens = output[:, input_ids.shape[1]:]
-        stops = guard.stops(len(texts))
+        stops = guard.stops(len(rows))
         # a stopped row is padded by generate; cut it where it stopped anyway, in case nothing padded it
-        rows = [row[:stop] if stop is not None else row for row, stop in zip(new_tokens, stops)]
-        texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+        answers = [row[:stop] if stop is not None else row for row, stop in zip(new_tokens, stops)]
+        texts = tokenizer.batch_decode(answers, skip_special_tokens=True)
         return [(ASSISTANT_PREFIX + text, (LOOP_NOTE.format(tokens=stop),) if stop is not None else ())
                 for text, stop in zip(texts, stops)]
 
-    def _batch_with_cached_prefix(self, texts: list[str], target: Target, device):
+    def _batch_with_cached_prefix(self, rows: list[list[int]], target: Target, device):
         """Input ids laid out as [instruction prefix][padding][each prompt's own tokens], their
         attention mask, and a copy of the instruction prefix's KV cache for the batch.
 
@@ -324,7 +333,6 @@ class LocalRefiner:
         positions from the mask, so the result is the same as plain left padding.
         """
         pad = self.tokenizer.pad_token_id
-        rows = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
         # generate() needs at least one uncached token in every row
         shared = min(_common_prefix_length(rows), self._instruction_length(target),
                      min(len(row) for row in rows) - 1)
@@ -345,8 +353,7 @@ class LocalRefiner:
     def _instruction_length(self, target: Target) -> int:
         """Tokens every rendering for `target` shares: everything before the user's prompt."""
         if target.name not in self._instruction_lengths:
-            probes = [self.tokenizer(self.render(text, target), add_special_tokens=False)["input_ids"]
-                      for text in ("A", "Z")]
+            probes = [self._tokens(text, target) for text in ("A", "Z")]
             self._instruction_lengths[target.name] = _common_prefix_length(probes)
         return self._instruction_lengths[target.name]
 

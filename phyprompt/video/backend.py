@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Union
 
-from ..budget import TokenCounter
-from ..checkpoints import ModelFolderError
-from ..progress import OptionalProgress
-from ..registry import Registry
+from ..infra.checkpoints import ModelFolderError
+from ..infra.lifecycle import free_memory
+from ..infra.progress import OptionalProgress
+from ..infra.registry import Registry
+from ..language.budget import TokenCounter
 from .writer import EightBit
 
 if TYPE_CHECKING:  # for annotations only: reading a description (the CLI's help) does not import torch
@@ -122,7 +123,7 @@ class BackendInfo:
     name: str  # the registry name: --backend, generate's records, evaluation tables
     display_name: str  # for people: node titles, help
     node_name: str  # node ids PhyPromptLoad<node_name> and PhyPrompt<node_name>Sampler: users' saved data
-    target: str  # the refiner's target (phyprompt.targets): the text encoder's budget
+    target: str  # the refiner's target (phyprompt.language.targets): the text encoder's budget
     weights: Weights
     settings: tuple[Setting, ...]
     schedulers: tuple[str, ...]  # the first is the default
@@ -261,10 +262,42 @@ class VideoBackend:
         needed where `info.eight_bit` says "model"."""
         raise NotImplementedError
 
+    #: the one lifecycle (`infra.lifecycle.HoldsWeights`): a backend's weights live in this process
+    in_process: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
     def modules(self) -> dict[str, torch.nn.Module] | None:
         """The torch modules holding the weights, for a host's memory management (ComfyUI moves them
         between devices); None when the backend moves its weights itself (e.g. diffusers' CPU offload)."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Free the weights now: everything the loaded backend holds but its token counter. The next use of
+        any of it loads the backend again with the arguments `load_backend` was given."""
+        reopen = self.__dict__.get("_reopen")
+        if reopen is None:
+            raise RuntimeError(f"this {self.info.display_name} backend was not opened with load_backend, so it "
+                               "cannot load itself again after a release")
+        counter = self.__dict__.get("counter")
+        self.__dict__.clear()
+        self.__dict__.update(_reopen=reopen, _released=True, counter=counter)
+        free_memory()
+
+    def __getattr__(self, name: str):
+        # Reached only for what the instance lacks. After `release` that is the loaded state of a backend
+        # (its pipeline, UNet, VAE…, whatever each backend keeps): every backend, plugins included, gets the
+        # lifecycle without writing it, and its own code reads its attributes as if they had never gone.
+        state = self.__dict__
+        if not state.get("_released") or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        reopen = state["_reopen"]
+        fresh = reopen()
+        state.clear()
+        state.update(fresh.__dict__, _reopen=reopen)
+        return getattr(self, name)
 
     @classmethod
     def check_settings(cls, settings: dict) -> None:
@@ -344,4 +377,9 @@ def backend_info(name: str) -> BackendInfo:
 
 
 def load_backend(name: str, path: str, **options) -> VideoBackend:
-    return backend_class(name).load(path, **options)
+    """The backend `name` loaded from `path` with `options` (see `VideoBackend.load`), able to load itself
+    again after a `release`."""
+    backend_type = backend_class(name)
+    backend = backend_type.load(path, **options)
+    backend._reopen = lambda: backend_type.load(path, **options)
+    return backend

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from ..files import atomic_path
+from ..infra.files import atomic_path
 
 if TYPE_CHECKING:  # imported where frames are handled: the CLI reads SUPPORTED_SUFFIXES without torch
     import torch

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from phyprompt.contract import format_output
+from phyprompt.language.contract import format_output
 
 GOOD_REASONING = "A dropped glass speeds up under gravity and shatters when it meets the hard floor."
 GOOD_PROMPT = "A glass slips from a hand, falls faster and faster, and bursts into shards on the tiles."

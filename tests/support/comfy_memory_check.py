@@ -35,8 +35,8 @@ kept, dropped = local.LocalRefiner.load(refiner_folder, device="cpu"), local.Loc
 reloads = []  # every read from disk after the first load
 read_from_disk = local.load_model_and_tokenizer
 local.load_model_and_tokenizer = lambda spec: reloads.append(spec) or read_from_disk(spec)
-keep = memory.managed(kept, {"refiner": kept.model}, device, device)
-unload = memory.unloaded_after_run(dropped, lambda: {"refiner": dropped.model}, device, device, dropped.release)
+keep = memory.manage(kept, device, device)
+unload = memory.manage(dropped, device, device, unload_after_run=True)
 for run in range(2):
     keep.ready(), keep.done()
     unload.ready()

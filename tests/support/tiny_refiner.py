@@ -37,7 +37,7 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
     )
     # the instruction's own text is in the corpus so it encodes to few tokens: short sequences keep
     # the tests (and the fine-tune in write_trained_tiny_refiner) fast
-    from phyprompt.instruction import SYSTEM_PROMPT, USER_TEMPLATE
+    from phyprompt.language.instruction import SYSTEM_PROMPT, USER_TEMPLATE
 
     core.train_from_iterator((_CORPUS + SYSTEM_PROMPT + USER_TEMPLATE).splitlines() * 4, trainer)
     tokenizer = PreTrainedTokenizerFast(
@@ -112,7 +112,7 @@ def write_trained_tiny_refiner(folder: str | os.PathLike, steps: int = 80) -> st
     *successful* refinement through the nodes and the CLI."""
     import torch
 
-    from phyprompt.instruction import answer_continuation, build_messages, render_prompt
+    from phyprompt.language.instruction import answer_continuation, build_messages, render_prompt
 
     folder = os.fspath(folder)
     tokenizer = build_tokenizer()

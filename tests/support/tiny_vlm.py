@@ -96,8 +96,13 @@ def build_model(tokenizer, seed: int = 0):
 def write_tiny_qwen3_vl(folder: str | os.PathLike, seed: int = 0) -> str:
     """A tiny random Qwen3-VL folder (16-pixel patches, interleaved multimodal rope, deepstack features)."""
     import torch
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor,
-                              Qwen3VLVideoProcessor)
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     folder = os.fspath(folder)
     tokenizer = build_tokenizer()

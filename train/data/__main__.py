@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phyprompt.commands.common import fail, positive_int, silence_known_warnings
-from phyprompt.prompt_lists import PromptListError, prompt_key, read_prompt_list
-from phyprompt.targets import TARGET_NAMES
+from phyprompt.infra.console import fail, positive_int, silence_known_warnings
+from phyprompt.language.prompt_lists import PromptListError, prompt_key, read_prompt_list
+from phyprompt.language.targets import TARGET_NAMES
 
 from .schema import TRAINING_TARGETS, read_examples, write_examples
 
@@ -23,7 +23,7 @@ def _fail(message: str) -> int:
 
 
 def _target_tokenizers(pairs: list[str]) -> dict:
-    from phyprompt.budget import load_tokenizer_counter
+    from phyprompt.language.budget import load_tokenizer_counter
 
     counters = {}
     for pair in pairs:
@@ -68,7 +68,7 @@ def _build(args) -> int:
 
 
 def _generate(args) -> int:
-    from phyprompt.progress import TqdmProgress
+    from phyprompt.infra.progress import TqdmProgress
 
     from .teacher import generate, open_teacher
 
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     silence_known_warnings()  # `teach` with a local teacher and its adapter
     args = build_parser().parse_args(argv)
-    from phyprompt.refiners.loading import RefinerLoadError
+    from phyprompt.refiners import RefinerLoadError
 
     from .builders import SourceFormatError
     from .teacher import TeacherError

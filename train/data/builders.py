@@ -3,7 +3,7 @@
 Neither data set ships with the project (PhyGenBench has no licence file; VideoPhy-2 is the evaluation
 benchmark's family), so these read a copy the user downloaded. Rows whose refined prompt does not fit
 the chosen target's budget, or whose user prompt was already seen, are skipped and counted. A source that
-is not plain text (`phyprompt.prompt_lists`' rule: UTF-8, no control characters) is refused, naming the row.
+is not plain text (`phyprompt.language.prompt_lists`' rule: UTF-8, no control characters) is refused, naming the row.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from phyprompt.budget import counter_for
-from phyprompt.prompt_lists import check_value, prompt_key, read_text
-from phyprompt.targets import get_target
+from phyprompt.language.budget import counter_for
+from phyprompt.language.prompt_lists import check_value, prompt_key, read_text
+from phyprompt.language.targets import get_target
 
 from .schema import CATEGORIES, Example
 
@@ -74,7 +74,7 @@ _PHYGENBENCH_TEXT = ("caption", "explicit_caption", "physical_laws", "main_categ
 
 
 def _check_text(row: dict, columns, where: str) -> None:
-    """Refuse a row whose text is not plain text (`phyprompt.prompt_lists`' rule) in a column a training
+    """Refuse a row whose text is not plain text (`phyprompt.language.prompt_lists`' rule) in a column a training
     example is made of. The file's own text is checked as it is read; a JSON escape or a Parquet cell only
     shows here."""
     for column in columns:

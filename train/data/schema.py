@@ -9,13 +9,13 @@ Fields (all strings unless noted):
   target's token budget.
 - ``laws``: list of strings, the physical principles involved (``["gravity", "kinetic friction"]``).
 - ``category``: one of ``CATEGORIES``; ``subcategory``: free text, may be empty.
-- ``target``: the video model the prompt is written for, one of ``phyprompt.targets.TARGET_NAMES``; it sets
+- ``target``: the video model the prompt is written for, one of ``phyprompt.language.targets.TARGET_NAMES``; it sets
   the token budget and the style hint in the instruction.
 - ``source``: where the row comes from (``phyprompt-seed``, ``phygenbench``, ``videophy2-train``,
   ``teacher:<model>``).
 
 Reading never stops at a bad line: malformed lines are reported with their line numbers and every good
-line is kept. A line that is not plain text (a control character, `phyprompt.prompt_lists`' rule) is such a
+line is kept. A line that is not plain text (a control character, `phyprompt.language.prompt_lists`' rule) is such a
 bad line; a file that is not UTF-8 (UTF-16, say) is reported as a whole and none of its lines is read.
 """
 
@@ -27,9 +27,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from phyprompt.files import write_text_atomic
-from phyprompt.prompt_lists import NotTextError, decode_text, text_fault
-from phyprompt.targets import TARGET_NAMES
+from phyprompt.infra.files import write_text_atomic
+from phyprompt.language.prompt_lists import NotTextError, decode_text, text_fault
+from phyprompt.language.targets import TARGET_NAMES
 
 CATEGORIES = ("mechanics", "fluids", "deformation", "thermal", "optics", "interactions", "material", "other")
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from phyprompt.endpoint import DEFAULT_API_KEY_ENV, EndpointError
-from phyprompt.progress import Progress
-from phyprompt.prompt_lists import prompt_key
+from phyprompt.infra.endpoint import DEFAULT_API_KEY_ENV, EndpointError
+from phyprompt.infra.progress import Progress
+from phyprompt.language.prompt_lists import prompt_key
+from phyprompt.language.targets import get_target
 from phyprompt.refiners import Refinement
 from phyprompt.refiners.api import APIRefiner
-from phyprompt.targets import get_target
 
 from .schema import Example, read_examples, write_examples
 

@@ -7,11 +7,11 @@ prompt), and its user prompt is not one of the evaluation prompts it must stay a
 
 from __future__ import annotations
 
-from phyprompt.budget import TokenCounter, counter_for
-from phyprompt.contract import parse_output
-from phyprompt.instruction import ASSISTANT_PREFIX, answer_continuation
-from phyprompt.prompt_lists import prompt_key
-from phyprompt.targets import get_target
+from phyprompt.language.budget import TokenCounter, counter_for
+from phyprompt.language.contract import parse_output
+from phyprompt.language.instruction import ASSISTANT_PREFIX, answer_continuation
+from phyprompt.language.prompt_lists import prompt_key
+from phyprompt.language.targets import get_target
 
 from .schema import Example, Loaded, Problem
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from phyprompt.registry import Registry
+from phyprompt.infra.registry import Registry
 
 from .options import MINIMUM, RewardArguments
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from phyprompt.endpoint import DEFAULT_API_KEY_ENV
+from phyprompt.infra.endpoint import DEFAULT_API_KEY_ENV
 
 #: what a completion the parser rejects gets from every reward
 MINIMUM = 0.0

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from phyprompt.infra.console import first_line
 from phyprompt.judges.chat import generated_answer, reply_answer, single_token_ids
 from phyprompt.judges.scores import SCALE_VALUES, parse_score
-from phyprompt.refiners.loading import first_line
 
 from .options import MINIMUM, RewardArguments, rank_device, unit_score
 from .text import Reward, _parsed
@@ -77,7 +77,7 @@ class ServerPromptJudge:
     """A chat model on an OpenAI-compatible server, through the project's one HTTP client."""
 
     def __init__(self, url: str, model: str | None, api_key_env: str, logprobs: bool):
-        from phyprompt.endpoint import ChatClient
+        from phyprompt.infra.endpoint import ChatClient
 
         if not model:
             raise ValueError("physics_judge is a server: set physics_judge_model to the model name it serves")

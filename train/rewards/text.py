@@ -19,9 +19,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-from phyprompt.budget import counter_for
-from phyprompt.contract import parse_output
-from phyprompt.targets import get_target
+from phyprompt.language.budget import counter_for
+from phyprompt.language.contract import parse_output
+from phyprompt.language.targets import get_target
 
 from .options import MINIMUM, RewardArguments
 
@@ -143,7 +143,7 @@ def default_encoder_folder() -> str:
     folder = os.path.join(os.path.expanduser(os.environ.get("HF_HOME", "~/.cache/huggingface")),
                           "phyprompt", "all-MiniLM-L6-v2")
     if not os.path.isfile(os.path.join(folder, "model.safetensors")):
-        from phyprompt.files import atomic_path
+        from phyprompt.infra.files import atomic_path
 
         with atomic_path(folder) as partial, zipfile.ZipFile(archive) as zipped:
             zipped.extractall(partial)

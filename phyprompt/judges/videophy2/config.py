@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ...checkpoints import ModelFolderError
+from ...infra.checkpoints import ModelFolderError
 
 MODEL_TYPE = "mplug-owl"
 

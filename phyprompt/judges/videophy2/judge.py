@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ...devices import PRECISIONS, resolve_device, torch_dtype
-from ...lifecycle import LazyWeights
-from ...progress import OptionalProgress
+from ...infra.devices import PRECISIONS, resolve_device, torch_dtype
+from ...infra.lifecycle import LazyWeights
+from ...infra.progress import OptionalProgress
 from ..base import Answer, Judgement, RuleVerdict, Video, check_request
 from ..frames import autoeval_frames, autoeval_pixels
 from ..scores import RULE_VALUES, SCALE_VALUES, expected_score, parse_score

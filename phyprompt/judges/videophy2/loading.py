@@ -1,7 +1,7 @@
 """Opening the released AutoEval folder as it is: config.json, the sharded `.bin` weights with their
 `pytorch_model.bin.index.json`, and the sentencepiece `tokenizer.model`.
 
-Weights go through `phyprompt.checkpoints` (weights_only unpickling, memory-mapped shards, damage reported in
+Weights go through `phyprompt.infra.checkpoints` (weights_only unpickling, memory-mapped shards, damage reported in
 one line) and load strictly by name: the only tolerated difference is the old LLaMA format's rotary
 `inv_freq` buffers, which transformers now computes instead of storing. The model is built on the meta
 device and takes the file's tensors as its own, so a 7B model is never held twice.
@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from ...checkpoints import ModelFolderError, load_into, load_state_dict, read_folder_json
+from ...infra.checkpoints import ModelFolderError, load_into, load_state_dict, read_folder_json
 from .config import AutoEvalConfig
 from .model import AutoEvalModel
 from .tokenizer import PromptTokenizer

@@ -10,9 +10,9 @@ import os
 import pathlib
 from typing import TYPE_CHECKING
 
-from ...checkpoints import (CheckpointError, check_weights_folder, load_into, load_state_dict, read_folder_json)
-from ...devices import torch_dtype
-from ...files import atomic_path
+from ...infra.checkpoints import CheckpointError, check_weights_folder, load_into, load_state_dict, read_folder_json
+from ...infra.devices import torch_dtype
+from ...infra.files import atomic_path
 from ..backend import VideoModelError
 
 if TYPE_CHECKING:

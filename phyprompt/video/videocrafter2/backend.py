@@ -6,11 +6,21 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ...budget import TokenizerCounter
-from ...devices import resolve_device, resolve_dtype
-from ...progress import OptionalProgress
-from ..backend import (BackendInfo, LoadOption, SampleDefaults, SampleRequest, Setting, SingleFile, Video,
-                       VideoBackend, VideoModelError, VideoSettingsError)
+from ...infra.devices import resolve_device, resolve_dtype
+from ...infra.progress import OptionalProgress
+from ...language.budget import TokenizerCounter
+from ..backend import (
+    BackendInfo,
+    LoadOption,
+    SampleDefaults,
+    SampleRequest,
+    Setting,
+    SingleFile,
+    Video,
+    VideoBackend,
+    VideoModelError,
+    VideoSettingsError,
+)
 from ..writer import EightBit
 from .config import CLASS_NAME, TOKENIZER_DESCRIPTION
 

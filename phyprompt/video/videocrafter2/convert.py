@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from ...files import atomic_path
+from ...infra.files import atomic_path
 from ..backend import VideoModelError
 from .model import CLASS_NAME, CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, build, port_state_dict, read_original
 
@@ -25,8 +25,8 @@ def convert(source, out, *, dtype: str | None = None, config: str | None = None)
     any) into the folder `out`; `dtype` fp16, bf16 or fp32 (None: as stored). Returns the folder."""
     from safetensors.torch import save_file
 
-    from ...checkpoints import CheckpointError
-    from ...devices import PRECISIONS, torch_dtype
+    from ...infra.checkpoints import CheckpointError
+    from ...infra.devices import PRECISIONS, torch_dtype
 
     source, out = os.fspath(source), Path(out)
     if dtype is not None and dtype not in PRECISIONS:

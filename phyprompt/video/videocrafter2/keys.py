@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ...checkpoints import CheckpointError, rename_keys
+from ...infra.checkpoints import CheckpointError, rename_keys
 from .schedule import BUFFERS
 
 UNET, VAE, TEXT = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.model."

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ...checkpoints import CheckpointError, load_into, load_state_dict
+from ...infra.checkpoints import CheckpointError, load_into, load_state_dict
 from ..backend import VideoModelError
 from . import keys, sampler, text, vae
 from .config import CLASS_NAME, ConfigError, TextConfig, VideoCrafter2Config, read_yaml

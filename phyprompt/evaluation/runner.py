@@ -33,11 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
-from ..endpoint import EndpointError
-from ..instruction import build_messages
-from ..progress import Cancelled, OptionalProgress
+from ..infra.endpoint import EndpointError
+from ..infra.progress import Cancelled, OptionalProgress
+from ..language.instruction import build_messages
+from ..language.targets import get_target
 from ..refiners.base import DEFAULT_MAX_NEW_TOKENS, Refinement
-from ..targets import get_target
 from ..video.backend import SampleRequest, backend_class, load_backend
 from .cache import Cache, eight_bit_part, key
 from .specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
@@ -319,7 +319,7 @@ class Evaluation:
 
 
 def _device_name(device: str) -> str:
-    from ..devices import resolve_device
+    from ..infra.devices import resolve_device
 
     return str(resolve_device(device))
 
