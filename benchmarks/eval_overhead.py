@@ -39,11 +39,13 @@ def main() -> None:
     import torch
 
     from phyprompt import cli
-    from phyprompt.evaluation import runner, specs
+    from phyprompt.judges import JudgeSpec
     from phyprompt.judges.base import Answer, Judgement
     from phyprompt.video import writer
     from phyprompt.video.backend import Video
+    from phyprompt.video.spec import BackendSpec
     from phyprompt_toy_backend import ToyBackend, write_toy_model
+    from phyprompt_toy_judge import write_toy_judge
 
     spent = {"render": 0.0, "judge": 0.0, "write": 0.0, "videos": 0, "judged": 0}
     write_video = writer.write_video
@@ -56,6 +58,9 @@ def main() -> None:
             spent["write"] += time.perf_counter() - began
 
     class Backend:  # what the harness asks of a backend; sleeps for the model's time
+        token_limit = 226  # CogVideoX's T5
+        eight_bit = ToyBackend.info.eight_bit  # how the cache's files are made, as the toy describes it
+
         def settings(self, request):
             return {"steps": 50}
 
@@ -89,15 +94,14 @@ def main() -> None:
         with open(prompts, "w", encoding="utf-8") as handle:
             handle.write("".join(f"prompt {i}: a ball bounces {i} times on the floor\n" for i in range(args.prompts)))
         toy = write_toy_model(os.path.join(folder, "toy"))
-        judge_folder = os.path.join(folder, "judge")
-        os.makedirs(judge_folder)
+        judge_folder = write_toy_judge(os.path.join(folder, "judge"))  # a judge folder; the stand-in judges
         command = ["eval", prompts, "--backend", "toy", toy, "--judge", judge_folder, "--out",
                    os.path.join(folder, "out"), "--quiet", "--seeds", *map(str, range(args.seeds))]
         results = []
-        with mock.patch.object(runner, "load_backend", lambda *a, **k: Backend()), \
+        with mock.patch.object(BackendSpec, "open", lambda self, **k: Backend()), \
                 mock.patch.object(writer, "write_video", timed_write), \
-                mock.patch.object(specs.JudgeSpec, "open", lambda self, **k: Judge()), \
-                mock.patch.object(specs.JudgeSpec, "identity", lambda self: {"judge": "stand-in"}), \
+                mock.patch.object(JudgeSpec, "open", lambda self, **k: Judge()), \
+                mock.patch.object(JudgeSpec, "identity", lambda self: {"judge": "stand-in"}), \
                 mock.patch.object(ToyBackend, "load_token_counter", classmethod(lambda cls, path: _Words())):
             for label in ("first run", "cached re-run"):
                 for key in spent:

@@ -156,7 +156,7 @@ def main() -> None:
                                  "--worker", folder], check=True, capture_output=True, text=True).stdout
         versions = json.loads(output.strip().splitlines()[-1])
         judge = judge_class("videophy2").load(write_tiny_autoeval(os.path.join(folder, "videophy_2_auto")),
-                                              device="cpu", precision="fp32", max_length=2)
+                                              device="cpu", dtype="fp32", max_length=2)
         rows, seconds = [], {"old": 0.0, "new": 0.0}
         for width, height in SIZES:
             for name in PATTERNS:

@@ -3,12 +3,12 @@ they are what users' saved workflows refer to."""
 
 from comfy_api.latest import ComfyExtension, io
 
-from .judge_nodes import LoadAPIJudge, LoadPhysicsJudge, PhysicsJudge, PickBestVideo
-from .refiner_nodes import LoadAPIRefiner, LoadPhysicsRefiner, PhysicsRefine, PhysicsRefineList, PhysicsRefineVariants
+from .judge_nodes import PhysicsJudge, PickBestVideo, judge_loaders
+from .refiner_nodes import PhysicsRefine, PhysicsRefineList, PhysicsRefineVariants, refiner_loaders
 from .video_nodes import video_nodes
 
 
 class PhyPromptExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LoadPhysicsRefiner, LoadAPIRefiner, PhysicsRefine, PhysicsRefineList, PhysicsRefineVariants,
-                *video_nodes(), LoadPhysicsJudge, LoadAPIJudge, PhysicsJudge, PickBestVideo]
+        return [*refiner_loaders(), PhysicsRefine, PhysicsRefineList, PhysicsRefineVariants, *video_nodes(),
+                *judge_loaders(), PhysicsJudge, PickBestVideo]

@@ -1,4 +1,5 @@
-"""Load Physics Judge, Physics Judge (API), Physics Judge, and Pick Best Video.
+"""The judges' loader nodes (Load Physics Judge, Physics Judge (API), and one per kind from another package, built
+from the kinds' descriptions), Physics Judge, and Pick Best Video.
 
 Best of N is a graph pattern on ComfyUI lists rather than one node: Physics Refine (Variants) writes N
 refinements of one prompt (seeds s … s+N−1) as a list, so the sampler and Physics Judge after it run once
@@ -9,116 +10,31 @@ each candidate.
 
 from __future__ import annotations
 
-import comfy.model_management as mm
-import torch
 from comfy_api.latest import io, ui
 
-from ..phyprompt.infra.devices import PRECISIONS
-from ..phyprompt.infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT
+from ..phyprompt.judges import JudgeSpec
 from ..phyprompt.judges.selection import CRITERIA, Candidate, best, report
-from . import model_folders
-from .memory import manage, progress_bar
-from .refiner_nodes import server_settings_error
+from .loaders import Family, loader_nodes
+from .memory import Managed, manage, progress_bar
 from .schema import JUDGE, node_schema
 
 JudgeType = io.Custom("PHYPROMPT_JUDGE")
 JUDGE_ALIASES = ("physics judge", "judge", "score video", "evaluate video", "VideoPhy", "AutoEval", "physics",
                  "PhyPrompt")
-MAX_FRAMES = 1024
 
 
-def _models() -> dict[str, str]:
-    return model_folders.judge_models()
+def _open(make, load_device, offload_device) -> Managed:
+    """A judge in this process, loaded where it waits; ComfyUI moves it to load_device for each run."""
+    return manage(make(device=str(offload_device)).open(), load_device, offload_device)
 
 
-def _resolve(name: str) -> str:
-    return model_folders.resolve(name, _models(), "judge model", (model_folders.JUDGES,))
+JUDGES_FAMILY = Family(JudgeSpec, JUDGE, JUDGE_ALIASES, JudgeType, "judge", _open)
 
 
-class LoadPhysicsJudge(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return node_schema(
-            node_id="PhyPromptLoadJudge",
-            search_aliases=(*JUDGE_ALIASES, "load judge", "Qwen2.5-VL", "Qwen3-VL", "Cosmos-Reason"),
-            display_name="Load Physics Judge",
-            category=JUDGE,
-            description="Loads a model that scores videos the way VideoPhy-2 does: semantic adherence (SA) and "
-                        "physical commonsense (PC), 1 to 5 each. VideoPhy-2's AutoEval (the paper's judge, "
-                        "videophysics/videophy_2_auto, 14 GB) or a video-language model folder (Qwen2.5-VL, "
-                        "Qwen3-VL, Cosmos-Reason2) under models/judges.",
-            inputs=[
-                io.Combo.Input("judge", options=list(_models()),
-                               tooltip="A folder under models/judges: the AutoEval release as downloaded, or a "
-                                       "transformers video-language model."),
-                io.Combo.Input("precision", options=["auto", *PRECISIONS], default="auto",
-                               tooltip="auto: the judge's own (AutoEval: bf16, as released)."),
-                io.Combo.Input("device", options=["auto", "cpu"], default="auto",
-                               tooltip="auto: ComfyUI's GPU, offloaded when a video model needs the memory."),
-                io.Int.Input("frames", default=0, min=0, max=MAX_FRAMES,
-                             tooltip="Frames the judge looks at; 0: the judge's own (AutoEval always 32)."),
-            ],
-            outputs=[JudgeType.Output(display_name="judge")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, judge) -> bool | str:
-        if judge is None:  # linked: known when the graph runs
-            return True
-        try:
-            _resolve(judge)
-        except ValueError as exc:
-            return str(exc)
-        return True
-
-    @classmethod
-    def execute(cls, judge, precision, device, frames) -> io.NodeOutput:
-        from ..phyprompt.judges import open_judge
-
-        load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
-        offload_device = mm.text_encoder_offload_device() if device == "auto" else load_device
-        # loaded where it waits; ComfyUI moves it to load_device for each run
-        opened = open_judge(_resolve(judge), device=str(offload_device), precision=precision, frames=frames or None)
-        return io.NodeOutput(manage(opened, load_device, offload_device))
-
-
-class LoadAPIJudge(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return node_schema(
-            node_id="PhyPromptLoadAPIJudge",
-            search_aliases=(*JUDGE_ALIASES, "API", "Ollama", "OpenAI", "vLLM"),
-            display_name="Physics Judge (API)",
-            category=JUDGE,
-            description="Judges on an OpenAI-compatible server with image input (vLLM, Ollama, OpenAI): sampled "
-                        "frames are sent as images with VideoPhy-2's questions. Nothing is loaded into ComfyUI.",
-            inputs=[
-                io.String.Input("url", default="http://127.0.0.1:8000/v1",
-                                tooltip="The server's API base (vLLM: http://127.0.0.1:8000/v1, Ollama: "
-                                        "http://127.0.0.1:11434/v1) or its full /chat/completions address."),
-                io.String.Input("model", default="Qwen/Qwen2.5-VL-7B-Instruct",
-                                tooltip="The vision model the server serves."),
-                io.String.Input("api_key_env", default=DEFAULT_API_KEY_ENV,
-                                tooltip="The NAME of the environment variable holding the API key (never the key "
-                                        "itself: widgets are saved in every workflow). Not set: no key is sent."),
-                io.Int.Input("timeout", default=int(DEFAULT_TIMEOUT), min=1, max=3600,
-                             tooltip="Seconds to wait for one answer; timeouts, 429 and 5xx are retried."),
-                io.Int.Input("frames", default=0, min=0, max=MAX_FRAMES,
-                             tooltip="Frames sent per question; 0: the API judge's own default."),
-            ],
-            outputs=[JudgeType.Output(display_name="judge")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, url, model, api_key_env) -> bool | str:
-        return server_settings_error(url, model, api_key_env, "Qwen/Qwen2.5-VL-7B-Instruct") or True
-
-    @classmethod
-    def execute(cls, url, model, api_key_env, timeout, frames) -> io.NodeOutput:
-        from ..phyprompt.judges import open_judge
-
-        opened = open_judge(url, model=model, api_key_env=api_key_env, timeout=timeout, frames=frames or None)
-        return io.NodeOutput(manage(opened))
+def judge_loaders() -> list[type[io.ComfyNode]]:
+    """Load Physics Judge (VideoPhy-2's AutoEval and the video-language models), Physics Judge (API), and a
+    loader for each judge kind of another package."""
+    return loader_nodes(JUDGES_FAMILY)
 
 
 def _continuous(answer) -> float:

@@ -1,10 +1,12 @@
-"""Where PhyPrompt's models live in ComfyUI's model folders (extra_model_paths.yaml included).
+"""Where PhyPrompt's models live in ComfyUI's model folders (extra_model_paths.yaml included), as each model's
+description says.
 
-Refiners and their adapters: Hugging Face folders under `models/LLM/` (refiners also GGUF files). Video
+Refiners and judges: what each kind's `KindInfo.source` names (`ModelFiles`: the local refiner's Hugging Face
+folders and GGUF files under `models/LLM/`, VideoPhy-2's AutoEval and the video-language models under
+`models/judges/`), and the files and folders its path options take (a PEFT adapter under `models/LLM/`). Video
 models: where each backend's description says (`BackendInfo.weights`): diffusers pipeline folders
 (CogVideoX: `models/diffusers/` or `models/CogVideo/`, where the established CogVideoX pack puts them) or
-single checkpoint files and the folders a backend's converter made of them (VideoCrafter2: `models/videocrafter/`). Judges: Hugging Face folders (VideoPhy-2's AutoEval, video-language models) under
-`models/judges/`.
+single checkpoint files and the folders a backend's converter made of them (VideoCrafter2: `models/videocrafter/`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ import os
 
 import folder_paths
 
-from ..phyprompt.refiners.builtin import BUILTIN_LABEL, BUILTIN_MODEL
-from ..phyprompt.refiners.loading import is_gguf
+from ..phyprompt.infra.kinds import KindInfo, LoadOption, ModelFiles, descriptions
+from ..phyprompt.judges import JUDGES
+from ..phyprompt.refiners import REFINERS
 from ..phyprompt.video.backend import BackendInfo, Weights, backend_info, backend_names
-
-LLM = "LLM"
-JUDGES = "judges"
 
 
 def weight_kinds(info: BackendInfo) -> tuple[str, ...]:
@@ -28,12 +28,20 @@ def weight_kinds(info: BackendInfo) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*info.weights.folder_kinds, *components)))
 
 
+def _folder_kinds(info: KindInfo) -> tuple[str, ...]:
+    # read by what it says, not by its class: a plugin describes itself with its own copy of the library
+    sources = () if info.on_server else info.source.folder_kinds
+    return (*sources, *(kind for option in info.options for kind in option.folder_kinds))
+
+
 VIDEO_KINDS = tuple(dict.fromkeys(kind for name in backend_names() for kind in weight_kinds(backend_info(name))))
+MODEL_KINDS = tuple(dict.fromkeys(kind for family in (REFINERS, JUDGES) for info, _ in descriptions(family)
+                                  for kind in _folder_kinds(info)))
 _MAX_DEPTH = 3  # models/LLM/<org>/<name>/ is as deep as people nest them
 
 # Core ComfyUI has no LLM (or CogVideo) folder kind; extra_model_paths.yaml may already have added
 # paths to them, and the default folder comes first either way (a no-op when it is already there).
-for _kind in (LLM, JUDGES, *VIDEO_KINDS):
+for _kind in (*MODEL_KINDS, *VIDEO_KINDS):
     folder_paths.add_model_folder_path(_kind, os.path.join(folder_paths.models_dir, _kind), is_default=True)
 
 
@@ -56,20 +64,22 @@ def _folders_holding(marker: str, kinds: tuple[str, ...], accept=lambda path: Tr
     return dict(sorted(found.items()))
 
 
-def refiner_models() -> dict[str, str]:
-    """The built-in refiner first (nothing to put in a folder), then Hugging Face folders and GGUF files
-    (what llama.cpp and Ollama users have) under models/LLM."""
-    gguf_files = {name: folder_paths.get_full_path(LLM, name) for name in folder_paths.get_filename_list(LLM)
-                  if is_gguf(name)}
-    return {BUILTIN_LABEL: BUILTIN_MODEL, **dict(sorted((gguf_files | _folders_holding("config.json", (LLM,))).items()))}
+def sources(source: ModelFiles) -> dict[str, str]:
+    """{name: what a spec is given} of a kind's models: its built-in ones first (nothing to put in a folder),
+    then its files and the folders holding its marker, under its folder kinds (the local refiner: Hugging
+    Face folders and the GGUF files llama.cpp and Ollama users have, under models/LLM)."""
+    found = files(source.suffixes, source.folder_kinds) if source.suffixes else {}
+    if source.marker:
+        found |= _folders_holding(source.marker, source.folder_kinds)
+    return {**dict(source.builtins), **dict(sorted(found.items()))}
 
 
-def judge_models() -> dict[str, str]:
-    return _folders_holding("config.json", (JUDGES,))
-
-
-def refiner_adapters() -> dict[str, str]:
-    return _folders_holding("adapter_config.json", (LLM,))
+def option_paths(option: LoadOption) -> dict[str, str]:
+    """{name: absolute path} of what a file or folder option takes (a PEFT adapter: folders holding
+    adapter_config.json; VideoCrafter2's config: .yaml files)."""
+    if option.suffixes:
+        return files(option.suffixes, option.folder_kinds)
+    return _folders_holding(option.marker, option.folder_kinds)
 
 
 def video_models(weights: Weights) -> dict[str, str]:
@@ -106,7 +116,7 @@ def _folders_naming(marker: str, class_name: str, kinds: tuple[str, ...]) -> dic
     return _folders_holding(marker, kinds, names_class)
 
 
-def resolve(name: str, folders: dict[str, str], what: str, kinds: tuple[str, ...] = (LLM,)) -> str:
+def resolve(name: str, folders: dict[str, str], what: str, kinds: tuple[str, ...]) -> str:
     try:
         return folders[name]
     except KeyError:

@@ -13,41 +13,20 @@ from __future__ import annotations
 import logging
 
 import comfy.model_management as mm
-import torch
 from comfy_api.latest import io
 
 from ..phyprompt.infra.devices import DTYPES
 from ..phyprompt.language.budget import token_use
-from ..phyprompt.video.backend import (
-    LoadOption,
-    SampleRequest,
-    Setting,
-    VideoSettingsError,
-    backend_class,
-    backend_info,
-    backend_names,
-)
+from ..phyprompt.video.backend import SampleRequest, Setting, VideoSettingsError, backend_class, backend_info, backend_names
+from ..phyprompt.video.spec import BackendSpec
 from . import model_folders
+from .loaders import comfy_devices, option_input, option_value
 from .memory import Managed, manage, progress_bar
 from .refiner_nodes import MAX_SEED
 from .schema import VIDEO, node_schema
 
 log = logging.getLogger(__name__)
 VideoModelType = io.Custom("PHYPROMPT_VIDEO_MODEL")
-AUTO = "auto"  # a file option left to the backend (its default, None), e.g. VideoCrafter2's YAML beside the model
-
-
-def _option_files(option: LoadOption) -> dict[str, str]:
-    return model_folders.files(option.suffixes, option.folder_kinds)
-
-
-def _option_input(option: LoadOption):
-    if option.suffixes:  # optional: workflows saved before the option existed load as they did, with AUTO
-        return io.Combo.Input(option.name, options=[AUTO, *_option_files(option)], default=AUTO, optional=True,
-                              tooltip=option.help)
-    if option.choices:
-        return io.Combo.Input(option.name, options=list(option.choices), default=option.default, tooltip=option.help)
-    return io.Boolean.Input(option.name, default=option.default, tooltip=option.help)
 
 
 def _setting_input(setting: Setting):
@@ -86,7 +65,7 @@ def loader_node(name: str) -> type[io.ComfyNode]:
                                    tooltip="auto: the checkpoint's own precision on GPU, fp32 on CPU."),
                     io.Combo.Input("device", options=["auto", "cpu"], default="auto",
                                    tooltip="auto: ComfyUI's GPU, offloaded when another model needs the memory."),
-                    *map(_option_input, info.load_options),
+                    *map(option_input, info.load_options),
                 ],
                 outputs=[VideoModelType.Output(display_name="video_model")],
             )
@@ -102,24 +81,15 @@ def loader_node(name: str) -> type[io.ComfyNode]:
             return True
 
         @classmethod
-        def execute(cls, model, dtype, device, **options) -> io.NodeOutput:
-            from ..phyprompt.video import load_backend
-
+        def execute(cls, model, dtype, device, **inputs) -> io.NodeOutput:
+            options = {option.name: option_value(option, inputs.get(option.name)) for option in info.load_options}
             for component in components:
                 options[component.name] = model_folders.resolve(
-                    options[component.name], model_folders.video_models(component.weights), component.name,
+                    inputs[component.name], model_folders.video_models(component.weights), component.name,
                     component.weights.folder_kinds)
-            for option in info.load_options:
-                if option.suffixes:
-                    chosen = options.pop(option.name, AUTO)
-                    if chosen != AUTO:
-                        options[option.name] = model_folders.resolve(chosen, _option_files(option), option.name,
-                                                                     option.folder_kinds)
-            load_device = mm.get_torch_device() if device == "auto" else torch.device("cpu")
-            offload_device = mm.unet_offload_device() if device == "auto" else load_device
-            backend = load_backend(name, resolve(model), dtype=dtype, device=str(load_device),
-                                   load_on=str(offload_device), **options)
-            return io.NodeOutput(manage(backend, load_device, offload_device))
+            load_device, offload_device = comfy_devices(device, mm.unet_offload_device)
+            spec = BackendSpec.build(name, resolve(model), dtype=dtype, device=str(load_device), **options)
+            return io.NodeOutput(manage(spec.open(load_on=str(offload_device)), load_device, offload_device))
 
     LoadVideoModel.__name__ = LoadVideoModel.__qualname__ = f"Load{info.node_name}"
     return LoadVideoModel

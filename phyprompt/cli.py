@@ -32,10 +32,12 @@ from pathlib import Path
 
 from .infra.console import positive_int, silence_known_warnings
 from .infra.devices import DTYPES, PRECISIONS
-from .infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, EndpointError, check_env_name, parse_keep_alive
-from .judges.opening import is_url
+from .infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, check_env_name, is_server, parse_keep_alive
+from .infra.kinds import LoadOption, OptionError
+from .infra.registry import Registry
+from .judges.base import JUDGES
 from .language.targets import TARGET_NAMES
-from .refiners.base import DEFAULT_MAX_NEW_TOKENS
+from .refiners.base import DEFAULT_MAX_NEW_TOKENS, REFINERS
 from .refiners.builtin import is_builtin
 from .refiners.loading import DEFAULT_MODEL, QUANTIZATIONS
 from .video.backend import backend_info, backend_names
@@ -102,14 +104,59 @@ def _readable_video(text: str) -> str:
 
 
 def _argument(check):
-    """An argparse type from a check that raises EndpointError, with its message."""
+    """An argparse type from a check that raises ValueError (EndpointError, OptionError), with its message."""
     def checked(text: str):
         try:
             return check(text)
-        except EndpointError as exc:
+        except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     checked.__name__ = check.__name__
     return checked
+
+
+def _add_option_flag(command: argparse.ArgumentParser, option: LoadOption) -> None:
+    """--name for a load option of a video backend or a model kind, as its description says; left out, it is
+    None: the model's own default."""
+    flag = "--" + option.name.replace("_", "-")
+    if option.is_path:  # a file, e.g. VideoCrafter2's --config, or a folder
+        command.add_argument(flag, metavar="DIR" if option.marker else "PATH", help=option.help)
+    elif option.choices:
+        command.add_argument(flag, choices=option.choices, help=f"{option.help} (default: {option.default})")
+    elif isinstance(option.default, bool):
+        command.add_argument(flag, action=argparse.BooleanOptionalAction, help=option.help)
+    else:
+        kind = (float if isinstance(option.default, float) else int) if option.is_number else str
+        command.add_argument(flag, type=_argument(option.check or kind), metavar="N" if option.is_number else "VALUE",
+                             help=f"{option.help} (default: {option.default})" if option.default is not None
+                             else option.help)
+
+
+def _add_kind_options(command: argparse.ArgumentParser, family: Registry, dest: str, own: tuple[str, ...]) -> None:
+    """The options of a family's kinds, recorded in `dest` for `commands.common.kind_options`: `own`, which the
+    command has had flags for since the built-in kinds came (--adapter, --dtype…), and a flag for each option of
+    a kind from another package that the command has none for, made from its description."""
+    names = list(own)
+    for kind in family.names():
+        if kind in family.builtin_names():
+            continue
+        for option in family.get(kind).info.options:
+            if option.name in names:
+                continue
+            try:
+                _add_option_flag(command, option)
+            except argparse.ArgumentError:  # a flag of the command's own (--seed): the option is not offered
+                continue
+            names.append(option.name)
+    command.set_defaults(**{dest: tuple(names)})
+
+
+def _add_refiner_kind(command: argparse.ArgumentParser, own: tuple[str, ...]) -> None:
+    kinds = REFINERS.names()
+    command.add_argument("--refiner-kind", choices=kinds, metavar="KIND",
+                         help=f"the refiner kind: {', '.join(kinds)} (default: api with --endpoint, else the kind "
+                              "whose file the refiner is, or local); a kind from another package adds its own "
+                              "options")
+    _add_kind_options(command, REFINERS, "refiner_options", own)
 
 
 def _add_endpoint_options(command: argparse.ArgumentParser, local: str) -> None:
@@ -126,6 +173,10 @@ def _add_endpoint_options(command: argparse.ArgumentParser, local: str) -> None:
     group.add_argument("--keep-alive", metavar="VALUE", type=_argument(parse_keep_alive),
                        help="Ollama only: how long the server keeps the model loaded afterwards; 0 frees its memory "
                             "at once, -1 keeps it, or a duration such as 5m (default: the server's)")
+
+
+# what a refiner kind is given on both refine and generate, under the flags they have always had
+_REFINER_OPTIONS = ("dtype", "device", "api_key_env", "keep_alive")
 
 
 def _add_model_options(command: argparse.ArgumentParser) -> None:
@@ -154,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "answer format, not good physics; use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt "
                              "model for real refinements)")
     refine.add_argument("--adapter", help="a PEFT LoRA adapter folder to apply")
-    refine.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights")
+    refine.add_argument("--merge-adapter", action="store_true", default=None,  # None: not given, for any kind
+                        help="merge the adapter into the weights")
     refine.add_argument("--target", choices=TARGET_NAMES, default="cogvideox",
                         help="the video model (default: cogvideox)")
     refine.add_argument("--target-tokenizer", metavar="DIR",
@@ -164,10 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS)
     refine.add_argument("--batch-size", type=positive_int, default=8)
     _add_model_options(refine)
-    refine.add_argument("--quantization", choices=QUANTIZATIONS, default="none")
+    refine.add_argument("--quantization", choices=QUANTIZATIONS)  # left out: none, or the kind's own
     refine.add_argument("--json", action="store_true", help="print the whole result as JSON")
     refine.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_endpoint_options(refine, "--model")
+    _add_refiner_kind(refine, ("adapter", "merge_adapter", "quantization", *_REFINER_OPTIONS))
 
     backends = {name: backend_info(name) for name in backend_names()}
     default_backend = next(iter(backends))
@@ -205,13 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--negative", default="", metavar="TEXT", help="a negative prompt")
     _add_model_options(generate)
     for option in options.values():  # each backend's load options, e.g. CogVideoX's --offload
-        flag = "--" + option.name.replace("_", "-")
-        if option.suffixes:  # a file, e.g. VideoCrafter2's --config
-            generate.add_argument(flag, metavar="PATH", help=option.help)
-        elif option.choices:
-            generate.add_argument(flag, choices=option.choices, help=f"{option.help} (default: {option.default})")
-        else:
-            generate.add_argument(flag, action=argparse.BooleanOptionalAction, help=option.help)
+        _add_option_flag(generate, option)
     for component in components.values():  # folders a single-file checkpoint needs beside it
         generate.add_argument("--" + component.name.replace("_", "-"), metavar="DIR",
                               help=component.help or component.weights.describe())
@@ -226,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the refiner's sampling temperature; 0 = greedy (default)")
     generate.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_endpoint_options(generate, "--refiner")
+    _add_refiner_kind(generate, ("adapter", *_REFINER_OPTIONS))
 
     judge = commands.add_parser(
         "judge",
@@ -268,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "not set: no key is sent)")
     server.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"how long one answer may take (default: {DEFAULT_TIMEOUT:g})")
+    _add_kind_options(judge, JUDGES, "judge_options", ("dtype", "device", "frames", "model", "api_key_env", "timeout"))
     evaluate = _add_eval_parser(commands, backends)
     convert = _add_convert_parser(commands, backends)
     parser.subcommands = {"refine": refine, "generate": generate, "judge": judge, "eval": evaluate,
@@ -358,7 +407,7 @@ def _add_convert_parser(commands, backends: dict) -> argparse.ArgumentParser:
                          "the checkpoint stores them)")
     files = {o.name: o for info in convertible.values() for o in info.load_options if o.suffixes}
     for option in files.values():  # files the conversion reads with the checkpoint, e.g. VideoCrafter2's --config
-        convert.add_argument("--" + option.name.replace("_", "-"), metavar="PATH", help=option.help)
+        _add_option_flag(convert, option)
     return convert
 
 
@@ -378,13 +427,13 @@ def _check_combinations(parser: _Parser, args) -> None:
         _refuse_other_backends_options(command, args, lambda info: [o.name for o in info.load_options if o.suffixes])
         return
     if args.command == "eval":
-        if is_url(args.judge) != bool(args.judge_model):
+        if is_server(args.judge) != bool(args.judge_model):
             command.error("--judge URL (a server) goes with --judge-model NAME, and --judge-model only with a URL")
         return
     if args.command == "judge":
-        if is_url(args.judge) and not args.model:
+        if is_server(args.judge) and not args.model:
             command.error("--judge URL is a server: add --model NAME, the model it serves (e.g. qwen2.5vl:7b)")
-        if args.model and not is_url(args.judge):
+        if args.model and not is_server(args.judge):
             command.error("--model names the model a server serves: leave it out for the model folder --judge DIR")
         return
     if args.command == "generate":
@@ -398,7 +447,8 @@ def _check_combinations(parser: _Parser, args) -> None:
             command.error("--endpoint needs --endpoint-model NAME, the model the server serves (e.g. qwen2.5:7b)")
     elif args.endpoint_model or args.keep_alive is not None:
         command.error("--endpoint-model and --keep-alive go with --endpoint URL")
-    if is_builtin(getattr(args, local) or DEFAULT_MODEL) and args.adapter and not args.endpoint:
+    local_kind = args.refiner_kind in (None, "local")
+    if is_builtin(getattr(args, local) or DEFAULT_MODEL) and args.adapter and not args.endpoint and local_kind:
         if args.command == "refine" or args.refiner:
             command.error(f"the built-in refiner brings its own adapter: drop --adapter, or give --{local} a "
                           "base model for it")
@@ -431,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phyprompt: cancelled", file=sys.stderr)
         return 130
-    except VideoSettingsError as exc:  # settings from the command line the model cannot render: bad arguments
+    # settings from the command line the model cannot render, options its kind does not take: bad arguments
+    except (VideoSettingsError, OptionError) as exc:
         return fail(str(exc), prog=prog, status=2)
     # model folders and inputs the user can fix (RefinerLoadError and VideoModelError are ValueErrors),
     # files that cannot be read or written, a missing optional package

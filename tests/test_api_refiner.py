@@ -12,9 +12,16 @@ import time
 import pytest
 
 from conftest import REPO
-from phyprompt.infra.endpoint import ChatClient, EndpointError, chat_completions_url, parse_keep_alive, server_root
+from phyprompt.infra.endpoint import (
+    ChatClient,
+    EndpointError,
+    ServerSpec,
+    chat_completions_url,
+    parse_keep_alive,
+    server_root,
+)
 from phyprompt.infra.progress import Cancelled
-from phyprompt.refiners import refiner_class
+from phyprompt.refiners import RefinerSpec, refiner_class
 from phyprompt.refiners.api import APIRefiner
 from support.chat_server import GOOD_PROMPT, GOOD_REASONING, ChatServer, answer, per_prompt, slow, status
 
@@ -40,7 +47,7 @@ def chat_server(monkeypatch):
 
 
 def refiner_for(server, **options):
-    return APIRefiner.load(server.url, "m", **options)
+    return APIRefiner.load(ServerSpec(server.url, "m", **options))
 
 
 def free_port() -> int:
@@ -132,7 +139,7 @@ def test_keep_alive_goes_once_to_ollamas_native_api_after_every_answer(chat_serv
 
 def test_keep_alive_finds_the_root_of_a_full_chat_completions_address(chat_server):
     server = chat_server()
-    APIRefiner.load(server.url + "/chat/completions", "m", keep_alive="-1").refine("a cat jumps")
+    APIRefiner.load(ServerSpec(server.url + "/chat/completions", "m", keep_alive="-1")).refine("a cat jumps")
     assert server.paths() == [CHAT, GENERATE] and server.keep_alive_bodies() == [{"model": "m", "keep_alive": -1}]
 
 
@@ -226,7 +233,7 @@ def test_an_unreachable_port_asks_whether_the_server_runs():
     port = free_port()
     start = time.monotonic()
     with pytest.raises(EndpointError) as excinfo:
-        APIRefiner.load(f"http://127.0.0.1:{port}/v1", "m").refine("x")
+        APIRefiner.load(ServerSpec(f"http://127.0.0.1:{port}/v1", "m")).refine("x")
     assert f"is the server running at 127.0.0.1:{port}?" in one_line_error(excinfo)
     assert time.monotonic() - start < 2  # a refused connection is not retried
 
@@ -250,10 +257,10 @@ def test_a_reply_that_is_not_chat_completions_is_an_error(chat_server, reply, me
     (dict(timeout=0), "timeout must be more than 0"),
     (dict(max_concurrency=0), "max_concurrency must be at least 1"),
 ])
-def test_settings_are_checked_when_loading(options, message):
+def test_settings_are_checked_when_the_spec_is_built(options, message):
     arguments = {"url": "http://127.0.0.1:1/v1", "model": "m"} | options
     with pytest.raises(EndpointError, match=message) as excinfo:
-        APIRefiner.load(arguments.pop("url"), arguments.pop("model"), **arguments)
+        RefinerSpec.build("api", arguments.pop("url"), **arguments)
     assert "sk-live" not in str(excinfo.value)
 
 

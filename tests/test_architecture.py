@@ -56,3 +56,22 @@ def test_a_floor_imports_only_the_floors_below_it(floor):
             if name.startswith(PROJECT) and not name.startswith(ALLOWED[floor]):
                 wrong.append(f"{path.relative_to(REPO)}:{line} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def _reads_an_address(node: ast.AST) -> bool:
+    """`"://" in text`, or `text.startswith("http…")`: a test of whether a user's string names a server."""
+    if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and node.left.value == "://":
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith":
+        values = [elt for arg in node.args for elt in (arg.elts if isinstance(arg, ast.Tuple) else [arg])]
+        return any(isinstance(v, ast.Constant) and str(v.value).lower().startswith("http") for v in values)
+    return False
+
+
+def test_a_server_address_is_told_from_a_path_in_one_place():
+    """`infra.endpoint.is_server` is the one reading; a spec is built with it where a user's string enters, and
+    nothing below asks again."""
+    readers = [f"{path.relative_to(REPO)}:{node.lineno}"
+               for floor in ("phyprompt", "train", "nodes") for path in sorted((REPO / floor).rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text(), str(path))) if _reads_an_address(node)]
+    assert [reader.split(":")[0] for reader in readers] == ["phyprompt/infra/endpoint.py"], readers

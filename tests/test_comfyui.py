@@ -18,6 +18,8 @@ from phyprompt.judges.videophy2.judge import AutoEvalJudge
 from phyprompt.refiners.builtin import BUILTIN_LABEL, smollm2_gguf
 from phyprompt.video.cogvideox import CogVideoXBackend
 from phyprompt_toy_backend import WORD_LIMIT, write_toy_model
+from phyprompt_toy_judge import write_toy_judge
+from phyprompt_toy_refiner import write_toy_refiner
 from support.comfy_server import PACK_NAME, ComfyServer, find_comfyui_tree
 from support.tiny_autoeval import SHARDS, write_tiny_autoeval
 from support.tiny_cogvideox import write_tiny_cogvideox
@@ -93,8 +95,9 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     checkpoints.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(REPO / "tests" / "support" / "tiny_sd15.py"), str(server.tree),
                     str(checkpoints / SD15_CHECKPOINT)], cwd=server.tree, check=True)
-    # the test-only plugin backend (tests/plugins, on the server's path) and its model file
+    # the test-only plugins (tests/plugins, on the server's path) and their model files
     write_toy_model(server.models_dir / "toy_video")
+    write_toy_refiner(llm)
     # judges: a tiny random AutoEval in the release layout, a text model, and an AutoEval with a cut shard
     judges = server.models_dir / "judges"
     write_tiny_autoeval(judges / AUTOEVAL)
@@ -102,6 +105,7 @@ def server(tmp_path_factory, trained_refiner_dir, tiny_refiner_dir):
     shutil.copytree(judges / AUTOEVAL, judges / "truncated")
     shard = judges / "truncated" / SHARDS[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    write_toy_judge(judges / "toy-judge")
     for folder, name in NATIVE_MODELS.items():  # placeholders: the native workflow's model names, never read whole
         (server.models_dir / folder).mkdir(parents=True, exist_ok=True)
         (server.models_dir / folder / name).write_bytes(b"placeholder, not a model")
@@ -268,6 +272,45 @@ def test_a_plugin_backend_gets_its_nodes_from_its_description(server):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert texts(entry, "3") == [f"WARNING: the prompt is 9 tokens (words) and Toy Video reads only {WORD_LIMIT}; "
                                  "the rest is cut off"]
+
+
+def test_plugin_refiner_and_judge_kinds_get_their_loader_nodes(server):
+    """tests/plugins' toy refiner and toy judge are installed as third-party kinds (entry points): nodes/ knows
+    nothing of them, yet their loaders exist, made from their descriptions, and feed the pack's own nodes."""
+    info = server.get("/object_info")
+    refiner, judge = info["PhyPromptLoadToyRefiner"], info["PhyPromptLoadToyJudge"]
+    assert (refiner["display_name"], refiner["category"]) == ("Load Toy Refiner", "PhyPrompt/refine")
+    assert refiner["output"] == ["PHYPROMPT_REFINER"] and judge["output"] == ["PHYPROMPT_JUDGE"]
+    required = refiner["input"]["required"]
+    assert list(required) == ["model", "style", "dtype", "device"] and list(refiner["input"]["optional"]) == ["after_run"]
+    assert required["model"][1]["options"] == ["phrases.toyrefiner.json"]  # its files alone
+    assert required["style"][1]["options"] == ["plain", "vivid"] and required["style"][1]["default"] == "plain"
+    assert (judge["display_name"], judge["category"]) == ("Load Toy Judge", "PhyPrompt/judge")
+    assert list(judge["input"]["required"]) == ["judge", "strictness", "device"]
+    assert "toy-judge" in judge["input"]["required"]["judge"][1]["options"]
+    graph = {
+        "1": {"class_type": "PhyPromptLoadToyRefiner",
+              "inputs": {"model": "phrases.toyrefiner.json", "style": "vivid", "dtype": "auto", "device": "auto"}},
+        "2": {"class_type": REFINE, "inputs": {"refiner": ["1", 0], "prompt": "a red ball rolls", "target": "generic",
+                                               "seed": 2, "temperature": 0.0, "max_new_tokens": 64}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+        "4": {"class_type": "PhyPromptLoadToyVideo",
+              "inputs": {"model": "palette.toy.safetensors", "dtype": "auto", "device": "auto", "brightness": "dim"}},
+        "5": {"class_type": "PhyPromptToyVideoSampler",
+              "inputs": {"video_model": ["4", 0], "positive": ["2", 0], "negative": "", "seed": 1, "steps": 2,
+                         "guidance": 1.0, "frames": 3, "width": 16, "height": 8, "scheduler": "walk"}},
+        "6": {"class_type": "PhyPromptLoadToyJudge",
+              "inputs": {"judge": "toy-judge", "strictness": "strict", "device": "auto"}},
+        "7": {"class_type": JUDGE, "inputs": {"judge": ["6", 0], "images": ["5", 0], "caption": "a red ball rolls"}},
+        "8": {"class_type": "PreviewAny", "inputs": {"source": ["7", 3]}},
+    }
+    entry = server.run(graph)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert texts(entry, "3") == ["a red ball rolls, MOMENTUM CARRIES IT ON"]
+    assert texts(entry, "8")[0].startswith("SA 3; PC ")
+    graph["1"]["inputs"]["model"] = "missing.toyrefiner.json"  # checked when queued, as every loader's model
+    status, body = server.queue(graph)
+    assert status == 400 and "missing.toyrefiner.json" in json.dumps(body["node_errors"]["1"])
 
 
 def test_video_model_folders_are_listed(server):
@@ -652,7 +695,7 @@ def test_the_physics_judge_scores_a_video_as_the_library_does(server):
     (summary,), (sa,), (joint,) = texts(entry, "3"), texts(entry, "4"), texts(entry, "5")
     frames = torch.full((9, 48, 64, 3), 0.0)
     frames[..., 0], frames[..., 1], frames[..., 2] = 0x33 / 255, 0x66 / 255, 0x99 / 255
-    judge = AutoEvalJudge.load(server.models_dir / "judges" / AUTOEVAL, device="cpu", precision="fp32")
+    judge = AutoEvalJudge.load(server.models_dir / "judges" / AUTOEVAL, device="cpu", dtype="fp32")
     (expected,) = judge.judge([frames], ["a red ball bounces on the floor"])
     assert summary == expected.summary()
     assert float(sa) == pytest.approx(expected.sa.expected, abs=1e-4) and 1 <= float(sa) <= 5

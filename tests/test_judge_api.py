@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from phyprompt.infra.endpoint import ChatClient, EndpointError
+from phyprompt.infra.endpoint import ChatClient, EndpointError, ServerSpec
 from phyprompt.infra.progress import Cancelled
-from phyprompt.judges import JudgeLoadError, open_judge
+from phyprompt.judges import JudgeSpec
 from phyprompt.judges.api import DEFAULT_FRAMES, MAX_SIDE, TOP_LOGPROBS, APIJudge
 from phyprompt.judges.chat import question_text
 from phyprompt.judges.scores import RULE_VALUES, SCALE_VALUES, expected_score
@@ -43,8 +43,8 @@ def server():
         running.close()
 
 
-def judge_on(server, **options) -> APIJudge:
-    return APIJudge.load(server.url, model=MODEL, **options)
+def judge_on(server, frames=DEFAULT_FRAMES, logprobs=True, **settings) -> APIJudge:
+    return APIJudge.load(ServerSpec(server.url, MODEL, **settings), frames=frames, logprobs=logprobs)
 
 
 def images_of(body) -> list[Image.Image]:
@@ -175,7 +175,7 @@ def test_the_key_comes_from_the_named_environment_variable(server, monkeypatch):
     judge_on(chat, api_key_env="VLM_KEY").judge([VIDEO], [CAPTION])
     assert chat.requests[0][1]["Authorization"] == "Bearer sk-secret"
     with pytest.raises(EndpointError, match="must be the NAME of an environment variable"):
-        APIJudge.load(chat.url, model=MODEL, api_key_env="sk-secret-key-pasted")
+        ServerSpec(chat.url, MODEL, api_key_env="sk-secret-key-pasted")
 
 
 def test_batches_progress_and_cancel(server):
@@ -198,10 +198,12 @@ def test_batches_progress_and_cancel(server):
     assert len(chat.bodies()) - asked == 2  # the first video's two questions, then nothing more
 
 
-def test_open_judge_takes_a_server_address(server):
+def test_a_judge_spec_takes_a_server_address(server):
     chat = server()
-    judge = open_judge(chat.url, model=MODEL, frames=4, timeout=3)
+    spec = JudgeSpec.parse(chat.url, model=MODEL, frames=4, timeout=3, dtype="bf16", device="cuda")
+    assert spec.kind == "api" and spec.options == {"frames": 4}  # where the server runs it is its business
+    judge = spec.open()
     assert isinstance(judge, APIJudge) and judge.frames == 4 and judge.client.timeout == 3
     assert not judge.in_process
-    with pytest.raises(JudgeLoadError, match="needs the model name it serves"):
-        open_judge(chat.url)
+    with pytest.raises(EndpointError, match="model is empty: give the model name the server knows"):
+        JudgeSpec.parse(chat.url)

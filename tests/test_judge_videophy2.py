@@ -43,7 +43,7 @@ def tiny_folder(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def judge(tiny_folder):
-    return judge_class("videophy2").load(tiny_folder, device="cpu", precision="fp32", max_length=ANSWER_STEPS)
+    return judge_class("videophy2").load(tiny_folder, device="cpu", dtype="fp32", max_length=ANSWER_STEPS)
 
 
 # A 2-frame 320×192 H.264 yuv420p clip of saturated 16 px colour blocks (phyprompt's writer: BT.709, crf 19)
@@ -368,7 +368,7 @@ def test_captions_empty_rejected_and_huge_cut_to_fit(judge):
 
 
 def test_release_then_judge_again(tiny_folder):
-    judge = judge_class("videophy2").load(tiny_folder, device="cpu", precision="fp32", max_length=ANSWER_STEPS)
+    judge = judge_class("videophy2").load(tiny_folder, device="cpu", dtype="fp32", max_length=ANSWER_STEPS)
     before = judge.judge([clip(5)], ["a ball"])
     judge.release()
     assert not judge.loaded

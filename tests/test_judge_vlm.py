@@ -1,4 +1,4 @@
-"""The VLM judge (`phyprompt.judges.vlm`) and opening a judge folder (`phyprompt.judges.opening`), on tiny
+"""The VLM judge (`phyprompt.judges.vlm`) and a judge folder's spec (`phyprompt.judges.spec`), on tiny
 Qwen2.5-VL folders built at test time: a random one, and a scripted one whose first answer is "4" with
 known probabilities over "1".."5" (tests/support/tiny_vlm.py)."""
 
@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from phyprompt.infra.progress import Cancelled
-from phyprompt.judges import JudgeLoadError, open_judge
+from phyprompt.judges import JudgeLoadError, JudgeSpec
 from phyprompt.judges.chat import question_text
-from phyprompt.judges.opening import judge_kind
 from phyprompt.judges.scores import RULE_VALUES, expected_score
 from phyprompt.judges.templates import pc_prompt, rule_prompt, sa_prompt
 from phyprompt.judges.vlm import DEFAULT_FRAMES, VLMJudge
@@ -105,8 +104,8 @@ def test_batches_give_what_one_video_at_a_time_gives(random_dir, clip):
 
 def test_qwen3_vl_the_architecture_of_cosmos_reason2(tmp_path, clip):
     folder = write_tiny_qwen3_vl(tmp_path / "qwen3-vl")
-    assert judge_kind(folder) == "vlm"
-    judge = open_judge(folder, device="cpu", frames=4)
+    assert JudgeSpec.kind_of(folder) == "vlm"
+    judge = JudgeSpec.parse(folder, device="cpu", frames=4).open()
     results = judge.judge([clip, torch.rand(3, 40, 50, 3)], [CAPTION, "a cat jumps"], rules=[["ice melts"], []],
                           batch_size=2)
     assert [len(result.rules) for result in results] == [1, 0]
@@ -161,18 +160,18 @@ def test_release_frees_the_weights_and_the_next_call_loads_them(scripted_dir, cl
 
 # --- opening a folder: which judge it is, or why it is none ---------------------------------------------
 
-def test_open_judge_recognises_a_video_language_model(scripted_dir):
-    assert judge_kind(scripted_dir) == "vlm"
-    judge = open_judge(scripted_dir, device="cpu", frames=4)
+def test_a_judge_spec_recognises_a_video_language_model(scripted_dir):
+    assert JudgeSpec.kind_of(scripted_dir) == "vlm"
+    judge = JudgeSpec.parse(scripted_dir, device="cpu", frames=4).open()
     assert isinstance(judge, VLMJudge) and judge.frames == 4
 
 
 def test_the_autoeval_folder_is_the_videophy2_judge(tmp_path):
     for config in ({"model_type": "mplug-owl"}, {"architectures": ["MplugOwlForConditionalGeneration"]}):
         (tmp_path / "config.json").write_text(json.dumps(config))
-        assert judge_kind(str(tmp_path)) == "videophy2"
+        assert JudgeSpec.kind_of(str(tmp_path)) == "videophy2"
     with pytest.raises(JudgeLoadError, match="always looks at the 32 frames it was trained on"):
-        open_judge(str(tmp_path), frames=8)
+        JudgeSpec.parse(str(tmp_path), frames=8).open()
     with pytest.raises(JudgeLoadError, match=r"is VideoPhy-2's AutoEval \(mPLUG-Owl\), which transformers cannot "
                                              "load: open it as the videophy2 judge"):
         VLMJudge.load(str(tmp_path))
@@ -182,19 +181,19 @@ def test_a_folder_of_another_model_is_one_clear_error(tiny_refiner_dir, tmp_path
     message = (f"{tiny_refiner_dir} holds a model with model_type 'qwen2' (Qwen2ForCausalLM), which is not a "
                "judge this version knows: give VideoPhy-2's AutoEval folder")
     with pytest.raises(JudgeLoadError, match=re.escape(message)):
-        open_judge(tiny_refiner_dir)
+        JudgeSpec.parse(tiny_refiner_dir).open()
     with pytest.raises(JudgeLoadError, match=re.escape(message)):
         VLMJudge.load(tiny_refiner_dir)
     with pytest.raises(JudgeLoadError, match="has no config.json, so it is not a Hugging Face model folder"):
-        open_judge(str(tmp_path))
+        JudgeSpec.parse(str(tmp_path)).open()
     with pytest.raises(JudgeLoadError, match=r"judge folder not found: videophysics/videophy_2_auto; it is not "
                                              "downloaded for you: hf download videophysics/videophy_2_auto"):
-        open_judge("videophysics/videophy_2_auto")
+        JudgeSpec.parse("videophysics/videophy_2_auto").open()
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     with pytest.raises(JudgeLoadError, match="model.gguf is a file: give VideoPhy-2's AutoEval folder"):
-        open_judge(str(tmp_path / "model.gguf"))
+        JudgeSpec.parse(str(tmp_path / "model.gguf")).open()
 
 
 def test_a_model_name_is_only_for_a_server(scripted_dir):
     with pytest.raises(JudgeLoadError, match="the model name is for a judge on a server"):
-        open_judge(scripted_dir, model="qwen2.5vl:7b")
+        JudgeSpec.parse(scripted_dir, model="qwen2.5vl:7b").open()

@@ -12,7 +12,7 @@ import torch
 from conftest import REPO
 from phyprompt.infra.progress import Cancelled
 from phyprompt.language.budget import TokenizerCounter
-from phyprompt.refiners import Refinement, RefinerLoadError
+from phyprompt.refiners import REFINERS, Refinement, RefinerLoadError
 from phyprompt.refiners.local import LocalRefiner
 from support.tiny_refiner import (
     TRAINED_PROMPT,
@@ -409,15 +409,21 @@ def test_the_refiner_protocol_and_its_registry_are_light():
     assert run.stdout.strip() == "[]", run.stderr
 
 
-@pytest.mark.parametrize("kind", ["local", "api"])
+@pytest.mark.parametrize("kind", REFINERS.names())  # the built-in kinds and every plugin's (tests/plugins' toy)
 def test_every_refiner_kind_follows_the_protocol(kind):
     import inspect
 
-    from phyprompt.refiners import REFINERS, Refiner, refiner_class
+    from phyprompt.infra.kinds import KindInfo
+    from phyprompt.refiners import Refiner, refiner_class
 
-    assert kind in REFINERS
     implementation = refiner_class(kind)
     assert isinstance(implementation.in_process, bool) and callable(implementation.load)
+    assert isinstance(implementation.info, KindInfo)  # what its loader node, options and spec are made from
+    # a kind in this process is placed by its host: it describes the device, and loads where it is told to wait
+    assert (implementation.info.option("device") is not None) == implementation.in_process
+    if implementation.in_process:
+        assert "load_on" in inspect.signature(implementation.load).parameters
+        assert "batch_size" in inspect.signature(implementation.refine).parameters
     for method in ("refine", "modules", "release"):
         expected = inspect.signature(getattr(Refiner, method)).parameters
         actual = inspect.signature(getattr(implementation, method)).parameters

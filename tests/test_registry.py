@@ -50,8 +50,15 @@ def test_every_family_uses_it_with_its_own_entry_point_group():
     assert "semantic" in REWARDS and "cogvideox" in BACKENDS
 
 
-@pytest.mark.parametrize("family, kind", [(REFINERS, "local"), (REFINERS, "api"), (JUDGES, "videophy2"),
-                                          (JUDGES, "vlm"), (JUDGES, "api")])
+# every kind of both families, the plugins' among them (tests/plugins' toy refiner and toy judge)
+KINDS = [(family, kind) for family in (REFINERS, JUDGES) for kind in family.names()]
+
+
+def test_the_plugins_kinds_come_after_the_built_ins():
+    assert REFINERS.names() == ("local", "api", "toy") and JUDGES.names() == ("videophy2", "vlm", "api", "toy")
+
+
+@pytest.mark.parametrize("family, kind", KINDS, ids=lambda value: getattr(value, "group", value))
 def test_every_model_has_the_one_lifecycle(family, kind):
     import inspect
 
@@ -62,3 +69,32 @@ def test_every_model_has_the_one_lifecycle(family, kind):
     for method in ("modules", "release"):
         assert list(inspect.signature(getattr(member, method)).parameters) == \
             list(inspect.signature(getattr(HoldsWeights, method)).parameters)
+
+
+@pytest.mark.parametrize("family, kind", KINDS, ids=lambda value: getattr(value, "group", value))
+def test_every_kind_describes_what_it_opens_and_its_options(family, kind):
+    """The description makes the loader node (its id is users' saved data), the options a spec checks and the
+    command line's flags: every option well formed, and a kind on a server takes its server's settings."""
+    from phyprompt.infra.kinds import SERVER_SETTINGS, KindInfo, ModelFiles, Server
+
+    info = family.get(kind).info
+    assert isinstance(info, KindInfo) and info.node_id.startswith("PhyPrompt") and info.display_name
+    names = [option.name for option in info.options]
+    assert len(set(names)) == len(names) and "load_on" not in names
+    for option in info.options:
+        assert option.help, option.name
+        assert not option.choices or option.default in option.choices, option.name
+        assert option.default is not None or option.unset is not None or not option.node, option.name
+    if isinstance(info.source, Server):
+        assert "model" in names and set(names) & set(SERVER_SETTINGS) <= set(SERVER_SETTINGS)
+    else:
+        assert isinstance(info.source, ModelFiles) and info.source.folder_kinds and info.source.input
+
+
+def test_node_ids_are_one_per_description():
+    """Kinds that share a description share its node (VideoPhy-2's AutoEval and the video-language models:
+    one Load Physics Judge); every other node id is its kind's alone."""
+    infos = {id(family.get(kind).info): family.get(kind).info for family, kind in KINDS}
+    node_ids = [info.node_id for info in infos.values()]
+    assert len(node_ids) == len(set(node_ids)) == len(KINDS) - 1
+    assert JUDGES.get("videophy2").info is JUDGES.get("vlm").info

@@ -16,7 +16,8 @@ from phyprompt.language.targets import TARGETS
 from train.data.__main__ import main as data_main
 from train.data.builders import SourceFormatError, from_phygenbench, from_videophy2
 from train.data.schema import read_examples
-from train.data.teacher import EndpointTeacher, TeacherError, generate
+from phyprompt.refiners import RefinerSpec
+from train.data.teacher import SERVED_MODEL, Teacher, TeacherError, generate
 from train.data.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +313,11 @@ GOOD = format_output("A dropped glass speeds up under gravity and shatters on th
                      "A glass slips from a hand, falls faster and faster, and bursts into shards on the tiles.")
 
 
+def teacher_at(url, model=SERVED_MODEL, **settings) -> Teacher:
+    """A teacher on a server: a refiner spec of the api kind, as `train.data generate --teacher URL` makes it."""
+    return Teacher(RefinerSpec.build("api", url, model=model, **settings))
+
+
 def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server, monkeypatch):
     server = chat_server({
         "a glass is dropped": GOOD,
@@ -322,7 +328,7 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
     prompts = ["a glass is dropped", "a long story", "no tags at all", "cut short"]
     out = tmp_path / "teacher.jsonl"
     monkeypatch.setenv("TEACHER_KEY", "secret")
-    teacher = EndpointTeacher(server.url, model="big-model", api_key_env="TEACHER_KEY")
+    teacher = teacher_at(server.url, model="big-model", api_key_env="TEACHER_KEY")
     calls = []
     summary = generate(teacher, prompts, out, ["lavie"], batch_size=2, progress=lambda d, t: calls.append((d, t)))
     assert (summary.kept, summary.rejected, summary.already_done) == (1, 3, 0)
@@ -351,13 +357,13 @@ def test_endpoint_teacher_keeps_valid_answers_and_resumes(tmp_path, chat_server,
 def test_endpoint_errors_are_retried_or_reported(tmp_path, chat_server, monkeypatch):
     monkeypatch.setattr("phyprompt.infra.endpoint.ChatClient.backoff", 0.0)
     server = chat_server({"a glass is dropped": GOOD}, failures=[503, 429])
-    summary = generate(EndpointTeacher(server.url), ["a glass is dropped"], tmp_path / "a.jsonl", ["cogvideox"])
+    summary = generate(teacher_at(server.url), ["a glass is dropped"], tmp_path / "a.jsonl", ["cogvideox"])
     assert summary.kept == 1 and len(server.requests) == 3
     server = chat_server({}, failures=[401])
     with pytest.raises(TeacherError, match="HTTP 401"):
-        generate(EndpointTeacher(server.url), ["x"], tmp_path / "b.jsonl", ["cogvideox"])
+        generate(teacher_at(server.url), ["x"], tmp_path / "b.jsonl", ["cogvideox"])
     with pytest.raises(TeacherError, match="cannot reach"):
-        EndpointTeacher("http://127.0.0.1:9/v1", timeout=2).answer(["x"], "lavie")
+        teacher_at("http://127.0.0.1:9/v1", timeout=2).answer(["x"], "lavie")
 
 
 def test_local_teacher_through_the_cli(tmp_path, trained_refiner_dir, capsys):

@@ -7,32 +7,46 @@ import os
 import sys
 
 
-def open_refiner(args, model: str | None, **local_options):
-    """The refiner a command line names, chosen here only: a server (--endpoint, --endpoint-model,
-    --api-key-env, --keep-alive), or the local `model` (a folder, .gguf file or hub id; None: the default
-    refiner) with --adapter on --device in --dtype, loaded with `local_options`. A path that does not exist,
-    and a hub id that cannot be downloaded now, fail in one line that names the next step."""
-    from ..refiners import refiner_class
+def kind_options(args, names: tuple[str, ...]) -> dict:
+    """The options of a refiner or judge kind a command line was given, by the names its parser recorded
+    (`cli._add_kind_options`): a flag left out is None, the kind's own default; paths with ~ expanded."""
+    return {name: os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+            for name in names if (value := getattr(args, name)) is not None}
 
-    if args.endpoint:
-        return refiner_class("api").load(args.endpoint, args.endpoint_model, api_key_env=args.api_key_env,
-                                         keep_alive=args.keep_alive)
-    from ..refiners import RefinerLoadError
+
+def open_refiner(args, source: str | None):
+    """The refiner a command line names, its spec built here only: of --refiner-kind, else on a server with
+    --endpoint (--endpoint-model, --api-key-env, --keep-alive), else from `source` (None: the default refiner),
+    of the kind that recognises it or the local one (a folder, .gguf file or hub id, with --adapter), on
+    --device in --dtype, with the kind's options. A local path that does not exist, and a hub id that cannot be
+    downloaded now, fail in one line that names the next step; an option the kind does not take is an
+    OptionError (bad arguments)."""
+    from ..infra.kinds import OptionError
+    from ..refiners import REFINERS, RefinerLoadError, RefinerSpec
     from ..refiners.builtin import DISCLAIMER, is_builtin
     from ..refiners.hub import HubUnavailableError
     from ..refiners.loading import DEFAULT_MODEL, is_hub_id
 
+    source = os.path.expanduser(source) if source else DEFAULT_MODEL  # also `--model=~/…`, which no shell expands
+    kind = args.refiner_kind or ("api" if args.endpoint else RefinerSpec.kind_of(source))
+    options = kind_options(args, args.refiner_options)
+    if REFINERS.get(kind).info.on_server:
+        if not args.endpoint:
+            raise OptionError(f"the {kind} refiner is on a server: give --endpoint URL and --endpoint-model NAME")
+        return RefinerSpec.of_kind(kind, args.endpoint, model=args.endpoint_model, **options).open()
+    if args.endpoint:
+        raise OptionError(f"--endpoint refines on a server, and the {kind} refiner is not on one")
     flag = "--model" if args.command == "refine" else "--refiner"
+    if kind != "local":
+        return RefinerSpec.of_kind(kind, source, **options).open()
     builtin = f"the built-in refiner ({'leave out --model' if flag == '--model' else '--refiner builtin'})"
-    model = os.path.expanduser(model) if model else DEFAULT_MODEL  # also `--model=~/…`, which no shell expands
-    if not (is_builtin(model) or is_hub_id(model) or os.path.exists(model)):
-        raise RefinerLoadError(_not_found(model, flag, builtin))
-    if is_builtin(model) and not args.quiet:
+    if not (is_builtin(source) or is_hub_id(source) or os.path.exists(source)):
+        raise RefinerLoadError(_not_found(source, flag, builtin))
+    if is_builtin(source) and not args.quiet:
         print(f"phyprompt: note: {DISCLAIMER}", file=sys.stderr)
     try:
-        return refiner_class("local").load(model, args.adapter and os.path.expanduser(args.adapter),
-                                           dtype=args.dtype, device=args.device, allow_download=True,
-                                           **local_options)
+        # the command line downloads a hub id when the hub answers (ComfyUI never does)
+        return RefinerSpec.of_kind(kind, source, allow_download=True, **options).open()
     except HubUnavailableError as error:
         then = ("unset HF_HUB_OFFLINE to download it" if error.offline else
                 f"download it where the hub answers (hf download {error.model}) and run with HF_HUB_OFFLINE=1")

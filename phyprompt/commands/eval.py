@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from ..evaluation.prompt_sets import load_prompt_set
-from ..evaluation.specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
+from ..evaluation.specs import ORIGINAL, Compared
 from ..infra.console import fail, progress_bar, quiet_libraries, warn
 from ..infra.files import write_text_atomic
 from ..language.prompt_lists import PromptListError
@@ -37,9 +37,13 @@ def run(args) -> int:
         return fail(str(error), prog=PROG)
     try:
         refiners = _refiners(args)
-        backends = _backends(args.backend)
+        backends = _backends(args)
     except ValueError as error:
         return fail(str(error), prog=PROG, status=2)
+    from ..judges import JudgeSpec
+
+    judge = JudgeSpec.parse(os.path.expanduser(args.judge), model=args.judge_model, frames=args.judge_frames,
+                            api_key_env=args.api_key_env, dtype=args.dtype, device=args.device)
     if args.quiet:
         quiet_libraries()
     for note in prompt_set.notes:
@@ -53,12 +57,11 @@ def run(args) -> int:
     settings = RenderSettings(seeds=tuple(dict.fromkeys(args.seeds)), negative_prompt=args.negative,
                               steps=args.steps, guidance=args.guidance, frames=args.frames, width=width,
                               height=height, scheduler=args.scheduler)
-    judge = JudgeSpec(os.path.expanduser(args.judge), model=args.judge_model, frames=args.judge_frames,
-                      batch_size=args.judge_batch_size, api_key_env=args.api_key_env)
     evaluation = Evaluation(
         cache=Cache(os.path.expanduser(args.cache) if args.cache else out / "cache"),
         captions=prompt_set.captions, refiners=refiners, backends=backends, judge=judge, settings=settings,
-        device=args.device, dtype=args.dtype, refiner_batch_size=args.refiner_batch_size,
+        device=args.device, dtype=args.dtype, judge_batch_size=args.judge_batch_size,
+        refiner_batch_size=args.refiner_batch_size,
         max_new_tokens=args.max_new_tokens, bars=partial(progress_bar, args.quiet), warn=warn)
     started = time.perf_counter()
     try:
@@ -68,9 +71,9 @@ def run(args) -> int:
     rows = build_rows(samples, evaluation.counters, evaluation.token_limits, args.bootstrap)
     run_info = {
         "prompt_set": prompt_set.name, "prompts": len(prompt_set.items), "notes": list(prompt_set.notes),
-        "refiners": {r.label: dataclasses.asdict(r) for r in refiners},
-        "backends": {b.label: dataclasses.asdict(b) for b in backends},
-        "judge": dataclasses.asdict(judge) | {"api_key_env": None}, "seeds": list(settings.seeds),
+        "refiners": {r.label: r.to_dict() for r in refiners},
+        "backends": {b.label: b.to_dict() for b in backends},
+        "judge": judge.to_dict(), "seeds": list(settings.seeds),
         "settings": dataclasses.asdict(settings), "device": args.device, "dtype": args.dtype,
         "max_new_tokens": args.max_new_tokens, "bootstrap_resamples": args.bootstrap,
         "cache": str(evaluation.cache.root), "made_this_run": evaluation.made,
@@ -97,9 +100,11 @@ def run(args) -> int:
     return 0
 
 
-def _refiners(args) -> list[RefinerSpec]:
+def _refiners(args) -> list[Compared]:
     """`original` first (every difference is measured against it), then --refiner and --api-refiner."""
-    specs = [RefinerSpec(ORIGINAL, ORIGINAL)]
+    from ..refiners import RefinerSpec
+
+    specs = [Compared(ORIGINAL, None)]
     for text in args.refiner or ():
         label, spec = _label(text)
         if spec == ORIGINAL:
@@ -107,14 +112,16 @@ def _refiners(args) -> list[RefinerSpec]:
         model, adapter = _model_and_adapter(spec)
         default = os.path.basename(os.path.normpath(model)) + (f"+{os.path.basename(os.path.normpath(adapter))}"
                                                                if adapter else "")
-        specs.append(RefinerSpec(label or default, "local", model=model, adapter=adapter))
+        specs.append(Compared(label or default, RefinerSpec.parse(model, adapter=adapter, dtype=args.dtype,
+                                                                  device=args.device)))
     for text in args.api_refiner or ():
         label, spec = _label(text)
         model, at, url = spec.partition("@")
         if not (at and model and url):
             raise ValueError(f"--api-refiner takes [LABEL=]MODEL@URL, e.g. gpt-4o@https://api.openai.com/v1, "
                              f"not {text!r}")
-        specs.append(RefinerSpec(label or model, "api", model=model, url=url, api_key_env=args.api_key_env))
+        specs.append(Compared(label or model, RefinerSpec.build("api", url, model=model,
+                                                                api_key_env=args.api_key_env)))
     labels = [s.label for s in specs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -146,19 +153,20 @@ def _model_and_adapter(spec: str) -> tuple[str, str | None]:
     return model, adapter
 
 
-def _backends(pairs: list[list[str]]) -> list[BackendSpec]:
+def _backends(args) -> list[Compared]:
     from ..video.backend import backend_names
+    from ..video.spec import BackendSpec
 
-    names = [name for name, _ in pairs]
+    names = [name for name, _ in args.backend]
     specs = []
-    for name, path in pairs:
+    for name, path in args.backend:
         if name not in backend_names():
             raise ValueError(f"--backend: unknown video backend {name!r}; choose one of: {', '.join(backend_names())}")
         path = os.path.expanduser(path)
         if not os.path.exists(path):
             raise ValueError(f"--backend {name}: no model at {path}")
         label = name if names.count(name) == 1 else f"{name}-{os.path.basename(os.path.normpath(path))}"
-        specs.append(BackendSpec(label, name, path))
+        specs.append(Compared(label, BackendSpec.build(name, path, dtype=args.dtype, device=args.device)))
     labels = [s.label for s in specs]
     if len(set(labels)) < len(labels):
         raise ValueError("the same --backend is given twice")

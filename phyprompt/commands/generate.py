@@ -26,7 +26,8 @@ from .common import open_refiner
 def run(args) -> int:
     import torch
 
-    from ..video import backend_class, load_backend
+    from ..video import backend_class
+    from ..video.spec import BackendSpec
 
     if not args.prompt.strip():
         return fail("the prompt is empty: describe the scene you want to see", prog="phyprompt generate")
@@ -43,14 +44,15 @@ def run(args) -> int:
                       if getattr(args, c.name) is not None}  # e.g. LaVie's tokenizer is in its SD folder
         counter = backend_type.load_token_counter(args.model, **components)
         refinement = _refine(args, backend_type.info.target, counter)
-    options = {name: getattr(args, name) for name in backend_type.info.load_keywords if getattr(args, name) is not None}
+    spec = BackendSpec.build(args.backend, args.model, dtype=args.dtype, device=args.device,
+                             **{name: getattr(args, name) for name in backend_type.info.load_keywords})
     try:
-        backend = load_backend(args.backend, args.model, dtype=args.dtype, device=args.device, **options)
+        backend = spec.open()
         request, videos = _render(args, backend, refinement)
     except torch.cuda.OutOfMemoryError:
         offload = " --offload model (or sequential)," if "offload" in backend_type.info.load_keywords else ""
         return fail(f"out of GPU memory; try{offload} a smaller --size or fewer --frames", prog="phyprompt generate")
-    for path in _write(args, backend, request, refinement, videos, options):
+    for path in _write(args, backend, request, refinement, videos, spec.options):
         print(path, flush=True)
     return 0
 
@@ -103,7 +105,7 @@ def _refine(args, target: str, counter):
     """The refinement of args.prompt for the backend, its budget counted with the model's tokenizer."""
     refiner = open_refiner(args, args.refiner)
     try:
-        with progress_bar(args.quiet, "refining", "prompt" if args.endpoint else "tok") as bar:
+        with progress_bar(args.quiet, "refining", "tok" if refiner.in_process else "prompt") as bar:
             [refinement] = refiner.refine(
                 args.prompt, target=target, seed=args.seed, temperature=args.temperature,
                 max_new_tokens=args.refiner_max_new_tokens, target_tokenizer=counter, progress=bar,

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from ..infra.console import fail, progress_bar, quiet_libraries
 from ..judges.base import check_request
 from ..language.prompt_lists import PromptListError, read_prompt_list
+from .common import kind_options
 
 PROG = "phyprompt judge"
 
@@ -39,10 +40,9 @@ def run(args) -> int:
         return fail(str(error), prog=PROG)
     if args.quiet:
         quiet_libraries()
-    from ..judges import open_judge
+    from ..judges import JudgeSpec
 
-    judge = open_judge(os.path.expanduser(args.judge), device=args.device, precision=args.dtype, frames=args.frames,
-                       model=args.model, api_key_env=args.api_key_env, timeout=args.timeout)
+    judge = JudgeSpec.parse(os.path.expanduser(args.judge), **kind_options(args, args.judge_options)).open()
     out_of_memory = _out_of_memory_error() if judge.in_process else ()
     total = len(args.videos)
     try:

@@ -34,7 +34,7 @@ def run(args) -> int:
             return fail("the prompt is empty: describe the scene you want to see", prog=PROG)
     if args.quiet:
         quiet_libraries()
-    refiner = open_refiner(args, args.model, quantization=args.quantization, merge_adapter=args.merge_adapter)
+    refiner = open_refiner(args, args.model)
     options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                    target_tokenizer=args.target_tokenizer)
     if refiner.in_process:  # a local model reports generation steps, up to max_new_tokens per batch

@@ -38,9 +38,10 @@ from ..infra.progress import Cancelled, OptionalProgress
 from ..language.instruction import build_messages
 from ..language.targets import get_target
 from ..refiners.base import DEFAULT_MAX_NEW_TOKENS, Refinement
-from ..video.backend import SampleRequest, backend_class, load_backend
+from ..judges.spec import JudgeSpec
+from ..video.backend import SampleRequest, backend_class
 from .cache import Cache, eight_bit_part, key
-from .specs import ORIGINAL, BackendSpec, JudgeSpec, RefinerSpec
+from .specs import Compared
 
 #: a backend whose first this-many renders all fail stops the run
 FAILED_START = 3
@@ -91,12 +92,14 @@ class Sample:
 class Evaluation:
     cache: Cache
     captions: Sequence[str]
-    refiners: Sequence[RefinerSpec]
-    backends: Sequence[BackendSpec]
+    refiners: Sequence[Compared]  # RefinerSpecs, and None for the original prompts
+    backends: Sequence[Compared]  # BackendSpecs
     judge: JudgeSpec
     settings: RenderSettings = RenderSettings()
+    #: where the specs place their models, as they were built with it: the caches are keyed by it resolved
     device: str = "auto"
     dtype: str = "auto"
+    judge_batch_size: int = 4
     refiner_batch_size: int = 8
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     bars: Bars = lambda description, unit: nullcontext(None)
@@ -115,8 +118,8 @@ class Evaluation:
         if self.captions:  # every video has the run's settings: what no model can render fails before any loads
             request = self.settings.request(self.captions[0], self.settings.seeds[0])
             for backend in self.backends:
-                backend_class(backend.name).check_request(request)
-        self.counters = {b.label: backend_class(b.name).load_token_counter(b.path) for b in self.backends}
+                backend_class(backend.spec.name).check_request(request)
+        self.counters = {b.label: backend_class(b.spec.name).load_token_counter(b.spec.path) for b in self.backends}
         refinements = self._refine()
         samples = self._plan(refinements)
         self._render(samples)
@@ -125,17 +128,21 @@ class Evaluation:
 
     # ---------------------------------------------------------------------------------------- refine
 
-    def _refinement_key(self, spec: RefinerSpec, backend: BackendSpec, caption: str) -> str:
-        refiner = spec.identity() | ({"device": self._device, "dtype": self.dtype} if spec.kind == "local" else {})
-        target = backend_class(backend.name).info.target
-        return key(kind="refinement", refiner=refiner, messages=build_messages(caption, get_target(target)),
-                   budget=backend.identity()["model"], max_new_tokens=self.max_new_tokens)
+    def _refinement_key(self, refiner: Compared, backend: Compared, caption: str) -> str:
+        identity = refiner.spec.identity() | self._placement(refiner.spec)
+        target = backend_class(backend.spec.name).info.target
+        return key(kind="refinement", refiner=identity, messages=build_messages(caption, get_target(target)),
+                   budget=backend.spec.identity()["model"], max_new_tokens=self.max_new_tokens)
+
+    def _placement(self, spec) -> dict:
+        """The run's device (resolved) and dtype, for a model in this process: they change its results."""
+        return {"device": self._device, "dtype": self.dtype} if spec.family.get(spec.kind).in_process else {}
 
     def _refine(self) -> dict[tuple[str, str, str], dict]:
         """(refiner, backend, caption) -> refinement record, for every refiner but the original."""
         found: dict[tuple[str, str, str], dict] = {}
         for spec in self.refiners:
-            if spec.kind == ORIGINAL:
+            if spec.spec is None:  # the original prompts
                 continue
             todo: dict[str, list[tuple[str, str]]] = {}  # backend label -> [(caption, key)]
             for backend in self.backends:
@@ -152,9 +159,9 @@ class Evaluation:
                 self.timings["refine"][spec.label] = time.perf_counter() - started
         return found
 
-    def _refine_missing(self, spec: RefinerSpec, todo: dict[str, list[tuple[str, str]]], found: dict) -> None:
+    def _refine_missing(self, spec: Compared, todo: dict[str, list[tuple[str, str]]], found: dict) -> None:
         total, done = sum(map(len, todo.values())), 0
-        refiner = spec.open(device=self.device, dtype=self.dtype)
+        refiner = spec.spec.open()
         try:
             with self.bars(f"refining ({spec.label})", "prompt") as bar:
                 for backend in self.backends:
@@ -176,11 +183,11 @@ class Evaluation:
         finally:
             refiner.release()  # frees its memory (weights, caches) before the next stage loads its model
 
-    def _refine_chunk(self, refiner, captions: list[str], backend: BackendSpec) -> list[tuple[Refinement, bool]]:
+    def _refine_chunk(self, refiner, captions: list[str], backend: Compared) -> list[tuple[Refinement, bool]]:
         """Each caption's refinement and whether it is a lasting result (worth caching). A server that
         fails for a chunk is asked prompt by prompt; a prompt it still fails for falls back to the original
         prompt, recorded as such and not cached (the next run asks again)."""
-        target = get_target(backend_class(backend.name).info.target)
+        target = get_target(backend_class(backend.spec.name).info.target)
         counter = self.counters[backend.label]
         options = dict(target=target, max_new_tokens=self.max_new_tokens, target_tokenizer=counter)
         if refiner.in_process:
@@ -199,9 +206,9 @@ class Evaluation:
 
     # ---------------------------------------------------------------------------------------- render
 
-    def _video_key(self, backend: BackendSpec, request: SampleRequest) -> str:
-        return key(kind="video", backend=backend.identity(), device=self._device, dtype=self.dtype,
-                   request=asdict(request), **eight_bit_part(backend_class(backend.name).info.eight_bit))
+    def _video_key(self, backend: Compared, request: SampleRequest) -> str:
+        return key(kind="video", backend=backend.spec.identity(), device=self._device, dtype=self.dtype,
+                   request=asdict(request), **eight_bit_part(backend_class(backend.spec.name).info.eight_bit))
 
     def _plan(self, refinements: dict) -> list[Sample]:
         samples = []
@@ -241,9 +248,9 @@ class Evaluation:
                 else:
                     sample.render_error = errors.get(sample.video, "not rendered")
 
-    def _render_missing(self, backend: BackendSpec, missing: dict[str, SampleRequest]) -> dict[str, str]:
+    def _render_missing(self, backend: Compared, missing: dict[str, SampleRequest]) -> dict[str, str]:
         """Render every missing video back to back; returns the errors of those that failed."""
-        model = load_backend(backend.name, backend.path, dtype=self.dtype, device=self.device, **backend.options)
+        model = backend.spec.open()
         self.token_limits[backend.label] = model.token_limit
         # what this model cannot render fails now, as bad arguments; every video shares these settings
         settings = model.settings(next(iter(missing.values())))
@@ -269,7 +276,7 @@ class Evaluation:
                 else:
                     seconds = time.perf_counter() - began
                     writes.append(writer.submit(self.cache.put_video, video_key, video.frames, video.fps, {
-                        "backend": backend.name, "token_limit": model.token_limit, "prompt": request.prompt,
+                        "backend": backend.spec.name, "token_limit": model.token_limit, "prompt": request.prompt,
                         "seed": request.seed, "settings": settings, "seconds": seconds}, eight_bit=model.eight_bit))
                     self.made["render"] += 1
                 if bar:
@@ -281,7 +288,7 @@ class Evaluation:
     # ----------------------------------------------------------------------------------------- judge
 
     def _judge(self, samples: list[Sample]) -> None:
-        judge_identity = self.judge.identity() | {"device": self._device, "dtype": self.dtype}
+        judge_identity = self.judge.identity() | self._placement(self.judge)
         keys = {id(s): key(kind="score", judge=judge_identity, video=s.video, caption=s.caption)
                 for s in samples if s.video_path}
         missing: dict[str, tuple[str, str]] = {}
@@ -299,8 +306,8 @@ class Evaluation:
                 sample.score = self.cache.get("score", keys[id(sample)])
 
     def _judge_missing(self, missing: dict[str, tuple[str, str]]) -> None:
-        judge = self.judge.open(device=self.device, dtype=self.dtype)
-        items, size = list(missing.items()), self.judge.batch_size
+        judge = self.judge.open()
+        items, size = list(missing.items()), self.judge_batch_size
         try:
             with self.bars("judging", "video") as bar:
                 for start in range(0, len(items), size):

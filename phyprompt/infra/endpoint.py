@@ -1,5 +1,7 @@
 """The one HTTP client for OpenAI-compatible chat-completions servers: Ollama, LM Studio, llama.cpp's
-server, vLLM, OpenAI. Standard library only.
+server, vLLM, OpenAI, and what it is opened from: `ServerSpec` (address, model, the NAME of the key's
+variable, timeout, keep_alive…), checked when it is made, and `is_server`, the one reading of a user's string
+as a server address. Standard library only.
 
 Requests run on daemon worker threads, at most `max_concurrency` at a time. The caller's thread only
 waits, waking every `POLL_INTERVAL` seconds to call its progress callback: a callback that raises (a
@@ -30,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .progress import OptionalProgress
 
@@ -100,6 +102,59 @@ def parse_keep_alive(value: str | int | None) -> str | int | None:
                         f"such as 5m or 1h, not {text!r}")
 
 
+def is_server(text: str) -> bool:
+    """Whether a user's string names a server (an http(s) address) rather than something on disk. Every
+    spec that takes either reads the string with this, once, where it is typed; nothing below asks again."""
+    return text.strip().lower().startswith(("http://", "https://"))
+
+
+def check_model_name(name: str) -> str:
+    """The name of the model a server serves, stripped; an empty one says what to give."""
+    if not name or not name.strip():
+        raise EndpointError("model is empty: give the model name the server knows, e.g. qwen2.5:7b on Ollama")
+    return name.strip()
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A model on an OpenAI-compatible server, checked when it is made (an `EndpointError` says what to change).
+
+    `url` is an API base or the full `.../chat/completions` address; `model` the server's model name;
+    `api_key_env` the NAME of the environment variable holding the key (read at each request; not set: no
+    Authorization header); `timeout` how long one request may wait for its answer; `retries` how often a
+    transient failure is tried again; `keep_alive` Ollama's (see `parse_keep_alive`; None for other servers);
+    `max_concurrency` how many requests are in flight at once."""
+
+    url: str
+    model: str
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    keep_alive: str | int | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+    def __post_init__(self):
+        chat_completions_url(self.url)
+        if not self.timeout > 0:
+            raise EndpointError(f"timeout must be more than 0 seconds, not {self.timeout}")
+        if self.retries < 0:
+            raise EndpointError(f"retries must be 0 or more, not {self.retries}")
+        if self.max_concurrency < 1:
+            raise EndpointError(f"max_concurrency must be at least 1, not {self.max_concurrency}")
+        for name, value in (("url", self.url.strip()), ("model", check_model_name(self.model)),
+                            ("api_key_env", check_env_name(self.api_key_env)), ("timeout", float(self.timeout)),
+                            ("keep_alive", parse_keep_alive(self.keep_alive))):
+            object.__setattr__(self, name, value)
+
+    def identity(self) -> dict:
+        """The weights behind it, as far as a client can name them: the address and the model name (a server
+        that swaps the weights behind a name must be given a new name)."""
+        return {"url": chat_completions_url(self.url), "model": self.model}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class Reply:
     """One answer: its text and, when they were asked for and the server sent them, the most likely tokens
@@ -125,36 +180,21 @@ class _Abandoned(Exception):
 
 
 class ChatClient:
-    """Chat completions from one model on one server.
+    """Chat completions from the model a `ServerSpec` names.
 
-    `url` is an API base or the full `.../chat/completions` address; `model` the server's model name.
-    The key is read from the environment variable named `api_key_env` at each request (not set: no
-    Authorization header). `timeout` is how long one request may wait for its answer; `retries` how
-    often a transient failure is tried again, after `backoff` seconds, doubling each time (or what
-    the server's Retry-After asks). `keep_alive` is Ollama's (see `parse_keep_alive`): when set, each
-    `complete()` call ends by sending it to `<server root>/api/generate` (see `_send_keep_alive`), which
-    other servers do not have, so leave it None for them.
+    A transient failure is tried again `server.retries` times, after `backoff` seconds, doubling each time (or
+    what the server's Retry-After asks). `keep_alive`, when set, ends each `complete()` call by being sent to
+    `<server root>/api/generate` (see `_send_keep_alive`), which only Ollama has.
     """
 
     backoff = 1.0  # seconds before the first retry
 
-    def __init__(self, url: str, model: str, *, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 keep_alive: str | int | None = None, max_concurrency: int = DEFAULT_MAX_CONCURRENCY):
-        self.url = chat_completions_url(url)
-        self.keep_alive_url = server_root(url) + "/api/generate"
-        if not model or not model.strip():
-            raise EndpointError("give the model name the server knows, e.g. qwen2.5:7b on Ollama")
-        self.model = model.strip()
-        self.api_key_env = check_env_name(api_key_env)
-        if not timeout > 0:
-            raise EndpointError(f"timeout must be more than 0 seconds, not {timeout}")
-        if retries < 0:
-            raise EndpointError(f"retries must be 0 or more, not {retries}")
-        if max_concurrency < 1:
-            raise EndpointError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        self.timeout, self.retries, self.max_concurrency = float(timeout), int(retries), int(max_concurrency)
-        self.keep_alive = parse_keep_alive(keep_alive)
+    def __init__(self, server: ServerSpec):
+        self.server = server
+        self.url = chat_completions_url(server.url)
+        self.keep_alive_url = server_root(server.url) + "/api/generate"
+        self.model, self.api_key_env, self.keep_alive = server.model, server.api_key_env, server.keep_alive
+        self.timeout, self.retries, self.max_concurrency = server.timeout, server.retries, server.max_concurrency
 
     def complete(self, conversations: Sequence[list[dict]], *, seeds: Sequence[int] | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,

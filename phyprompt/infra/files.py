@@ -6,16 +6,22 @@ A crash, an error or a cancel midway leaves the old content (if any) and no part
 workflow or a loader never opens half a file. The sibling is on the same file system, so the rename is
 atomic for a file; a folder that replaces an existing folder is moved aside first (POSIX cannot rename
 a folder over a non-empty one), so for that moment the name is briefly absent, but never half-written.
+
+Also here: a file's or folder's content fingerprint (`fingerprint`), what a spec's identity names weights by.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+
+_EDGE = 1 << 20  # a file is fingerprinted by its size and its first and last MiB
 
 
 @contextmanager
@@ -71,3 +77,31 @@ def _remove(partial: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
     else:
         partial.unlink(missing_ok=True)
+
+
+@cache
+def fingerprint(path: str) -> str:
+    """A content fingerprint of a file or a folder (every file under it but hidden ones, by relative path):
+    sha256 over each file's size and its first and last MiB. Reads at most 2 MiB a file, so a 15 GB model
+    folder is fingerprinted in well under a second; any retraining changes the weights those MiB hold."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    digest = hashlib.sha256()
+    files = [("", path)] if os.path.isfile(path) else sorted(
+        (os.path.relpath(os.path.join(root, name), path), os.path.join(root, name))
+        for root, folders, names in os.walk(path)
+        if not _hidden_under(root, path) for name in names if not name.startswith("."))
+    for relative, full in files:
+        size = os.path.getsize(full)
+        digest.update(f"{relative}\0{size}\0".encode())
+        with open(full, "rb") as handle:
+            digest.update(handle.read(_EDGE))
+            if size > 2 * _EDGE:
+                handle.seek(-_EDGE, os.SEEK_END)
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def _hidden_under(folder: str, top: str) -> bool:
+    return any(part.startswith(".") for part in os.path.relpath(folder, top).split(os.sep) if part != ".")

@@ -18,11 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
+from ..infra.endpoint import ChatClient, ServerSpec
+from ..infra.kinds import KindInfo, LoadOption, Server, server_options
 from ..infra.progress import OptionalProgress
 from .base import Judgement, Video, check_request
 from .chat import judgement, questions, reply_answer
 from .frames import sample_frames
+from .spec import MAX_FRAMES
 
 DEFAULT_FRAMES = 8
 #: the longest side a frame is sent at: servers scale images down to about this anyway, and it keeps a
@@ -39,6 +41,25 @@ class APIJudge:
     """A judge on a server (a `base.Judge`). Its weights live in the server's process."""
 
     in_process = False
+    info = KindInfo(
+        node_id="PhyPromptLoadAPIJudge",
+        display_name="Physics Judge (API)",
+        description="Judges on an OpenAI-compatible server with image input (vLLM, Ollama, OpenAI): sampled frames "
+                    "are sent as images with VideoPhy-2's questions. Nothing is loaded into ComfyUI.",
+        search_aliases=("API", "Ollama", "OpenAI", "vLLM"),
+        source=Server("http://127.0.0.1:8000/v1",
+                      help="The server's API base (vLLM: http://127.0.0.1:8000/v1, Ollama: "
+                           "http://127.0.0.1:11434/v1) or its full /chat/completions address."),
+        options=(
+            *server_options(
+                "Qwen/Qwen2.5-VL-7B-Instruct", model_help="The vision model the server serves.",
+                api_key_help="The NAME of the environment variable holding the API key (never the key itself: "
+                             "widgets are saved in every workflow). Not set: no key is sent.",
+                timeout_help="Seconds to wait for one answer; timeouts, 429 and 5xx are retried."),
+            LoadOption("frames", None, minimum=0, maximum=MAX_FRAMES, unset=0,
+                       help="Frames sent per question; 0: the API judge's own default."),
+        ),
+    )
 
     def __init__(self, client: ChatClient, *, frames: int = DEFAULT_FRAMES, logprobs: bool = True):
         if frames < 1:
@@ -47,14 +68,10 @@ class APIJudge:
         self.name = client.model
 
     @classmethod
-    def load(cls, url: str, *, model: str, api_key_env: str = DEFAULT_API_KEY_ENV, timeout: float = DEFAULT_TIMEOUT,
-             retries: int = DEFAULT_RETRIES, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-             frames: int = DEFAULT_FRAMES, logprobs: bool = True) -> "APIJudge":
-        """Checks the settings; the server is first contacted by `judge`. The key is read from the
-        environment variable named `api_key_env` (never given itself). `logprobs=False` for a server that
-        refuses the `logprobs` field."""
-        return cls(ChatClient(url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
-                              max_concurrency=max_concurrency), frames=frames, logprobs=logprobs)
+    def load(cls, server: ServerSpec, *, frames: int = DEFAULT_FRAMES, logprobs: bool = True) -> "APIJudge":
+        """The server is first contacted by `judge`. `logprobs=False` for a server that refuses the `logprobs`
+        field."""
+        return cls(ChatClient(server), frames=frames, logprobs=logprobs)
 
     def judge(self, videos: Sequence[Video], captions: Sequence[str], *,
               rules: Sequence[Sequence[str]] | None = None, batch_size: int = 1,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol, Union
 
+from ..infra.checkpoints import ModelFolderError
 from ..infra.lifecycle import HoldsWeights
 from ..infra.progress import OptionalProgress
 from ..infra.registry import Registry
@@ -30,13 +31,21 @@ Video = Union["torch.Tensor", "np.ndarray", str, os.PathLike]
 #: VideoPhy-2's joint success: both scores at least this
 JOINT_THRESHOLD = 4
 
-# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add judge
-# kinds as entry points in the group `phyprompt.judges`.
+# kind -> "module:Class", relative to this package. Other packages add judge kinds as entry points in the group
+# `phyprompt.judges`. Each class describes itself in `info` (an `infra.kinds.KindInfo`: its loader node, its
+# source, its load options; `videophy2` and `vlm` share one, `spec.FOLDER_JUDGE`) and has `load(source,
+# **options)`: the folder (or for a kind on a server, the `ServerSpec`) and the options of its description. A
+# kind on disk has `recognises(folder) -> bool`: whether the folder's config.json is one of its models, which
+# is how `spec.JudgeSpec` tells a folder's kind.
 JUDGES = Registry("judge kind", __package__, {
     "videophy2": "videophy2.judge:AutoEvalJudge",
     "vlm": "vlm:VLMJudge",
     "api": "api:APIJudge",
 }, group="phyprompt.judges")
+
+
+class JudgeLoadError(ModelFolderError):
+    """A judge could not be opened or loaded; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

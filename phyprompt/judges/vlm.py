@@ -21,11 +21,12 @@ from ..infra.console import first_line
 from ..infra.devices import resolve_device, resolve_dtype
 from ..infra.lifecycle import LazyWeights
 from ..infra.progress import OptionalProgress
-from .base import Judgement, Video, check_request
+from .base import JudgeLoadError, Judgement, Video, check_request
 from .chat import Question, generated_answer, judgement, questions, single_token_ids
 from .frames import sample_frames, sample_indices
-from .opening import JudgeLoadError
 from .scores import RULE_VALUES, SCALE_VALUES
+from .spec import FOLDER_JUDGE, JudgeSpec, folder_config
+from .videophy2.config import is_autoeval
 
 DEFAULT_FRAMES = 16
 #: enough for "4" or "I would rate this video a 4."; the parser reads the first number in the answer
@@ -40,7 +41,7 @@ class _Spec:
 
     folder: str
     device: str
-    precision: str
+    dtype: str
 
 
 class VLMJudge:
@@ -52,6 +53,7 @@ class VLMJudge:
     """
 
     in_process = True
+    info = FOLDER_JUDGE
 
     def __init__(self, model, processor, spec: _Spec, *, frames: int = DEFAULT_FRAMES,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS):
@@ -70,11 +72,19 @@ class VLMJudge:
         self._answer_ids = {values: single_token_ids(tokenizer, values) for values in (SCALE_VALUES, RULE_VALUES)}
 
     @classmethod
-    def load(cls, folder: str, *, device: str = "auto", precision: str = "auto", frames: int = DEFAULT_FRAMES,
+    def recognises(cls, folder: str) -> bool:
+        """A transformers image-text-to-text model (the AutoEval's mPLUG-Owl is not one transformers knows)."""
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        config = folder_config(folder)
+        return not is_autoeval(config) and config.get("model_type") in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    @classmethod
+    def load(cls, folder: str, *, device: str = "auto", dtype: str = "auto", frames: int = DEFAULT_FRAMES,
              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> "VLMJudge":
         """The model in `folder` (a Hugging Face folder, nothing downloaded, no remote code) on `device` in
-        `precision` (auto, bf16, fp16, fp32: auto is fp32 on the CPU, bf16 or fp16 on a GPU)."""
-        spec = _Spec(os.fspath(folder), device, precision)
+        `dtype` (auto, bf16, fp16, fp32: auto is fp32 on the CPU, bf16 or fp16 on a GPU)."""
+        spec = _Spec(os.fspath(folder), device, dtype)
         return cls(_load_model(spec), _load_processor(spec.folder), spec, frames=frames,
                    max_new_tokens=max_new_tokens)
 
@@ -184,12 +194,10 @@ def _load_processor(folder: str):
 def _load_model(spec: _Spec):
     from transformers import AutoModelForImageTextToText
 
-    from .opening import check_vlm_folder
-
-    check_vlm_folder(spec.folder)
+    _check_folder(spec.folder)
     check_weights_folder(spec.folder, "judge", JudgeLoadError)
     device = resolve_device(spec.device, JudgeLoadError)
-    dtype = resolve_dtype(spec.precision, device, JudgeLoadError)
+    dtype = resolve_dtype(spec.dtype, device, JudgeLoadError)
     try:
         model = AutoModelForImageTextToText.from_pretrained(spec.folder, dtype=dtype, local_files_only=True,
                                                             trust_remote_code=False)
@@ -197,3 +205,12 @@ def _load_model(spec: _Spec):
         raise JudgeLoadError(f"could not load the judge {spec.folder}: {first_line(exc)}") from exc
     return model.to(device).eval()
 
+
+def _check_folder(folder: str) -> None:
+    """`folder` holds a video-language model this judge can load (not the AutoEval, not a text model)."""
+    kind = JudgeSpec.kind_of(folder)  # a folder no judge knows is that error
+    if kind == "videophy2":
+        raise JudgeLoadError(f"{folder} is VideoPhy-2's AutoEval (mPLUG-Owl), which transformers cannot load: "
+                             "open it as the videophy2 judge")
+    if kind != "vlm":
+        raise JudgeLoadError(f"{folder} holds a model of the {kind} judge: open it as that judge")

@@ -1,4 +1,5 @@
-"""Refiners behind one protocol (`base.Refiner`), picked by kind from a registry (`REFINERS`).
+"""Refiners behind one protocol (`base.Refiner`), picked by kind from a registry (`REFINERS`) and opened from a
+`RefinerSpec`.
 
 Importing this package is cheap: a refiner's module (and transformers) is imported when it is opened.
 """
@@ -6,8 +7,10 @@ Importing this package is cheap: a refiner's module (and transformers) is import
 from __future__ import annotations
 
 from .base import DEFAULT_MAX_NEW_TOKENS, REFINERS, Refinement, Refiner, RefinerLoadError, check_request
+from .spec import RefinerSpec
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "REFINERS", "Refinement", "Refiner", "RefinerLoadError", "check_request", "refiner_class"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "REFINERS", "Refinement", "Refiner", "RefinerLoadError", "RefinerSpec",
+           "check_request", "refiner_class"]
 
 
 def refiner_class(kind: str) -> type:

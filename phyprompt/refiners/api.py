@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..infra.endpoint import DEFAULT_API_KEY_ENV, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT, ChatClient
+from ..infra.endpoint import DEFAULT_MAX_CONCURRENCY, ChatClient, ServerSpec, parse_keep_alive
+from ..infra.kinds import KindInfo, LoadOption, Server, server_options
 from ..infra.progress import OptionalProgress
 from ..language.budget import counter_for
 from ..language.instruction import build_messages
@@ -24,18 +25,43 @@ class APIRefiner:
     """
 
     in_process = False
+    info = KindInfo(
+        node_id="PhyPromptLoadAPIRefiner",
+        display_name="Physics Refiner (API)",
+        description="Refines on an OpenAI-compatible server (Ollama, LM Studio, llama.cpp server, vLLM, OpenAI) "
+                    "instead of loading an LLM into ComfyUI. The model lives in the server's memory, which ComfyUI "
+                    "does not manage: keep_alive is applied through Ollama's native API after the prompts are "
+                    "written, and 0 frees it then, so the video model gets the VRAM.",
+        search_aliases=("API", "Ollama", "OpenAI", "LM Studio", "vLLM", "llama.cpp"),
+        source=Server("http://127.0.0.1:11434/v1",
+                      help="The server's API base (Ollama: http://127.0.0.1:11434/v1, LM Studio: "
+                           "http://127.0.0.1:1234/v1, llama.cpp: http://127.0.0.1:8080/v1) or its full "
+                           "/chat/completions address."),
+        options=(
+            *server_options(
+                "qwen2.5:7b", model_help="The model name the server knows (Ollama: as in `ollama list`).",
+                api_key_help="The NAME of the environment variable that holds the API key, set before ComfyUI "
+                             "starts; not set: no key is sent (local servers need none). The key itself never goes "
+                             "in a widget: widgets are saved in every workflow and PNG.",
+                timeout_help="Seconds to wait for one answer (a model loading on the server counts too); "
+                             "timeouts, 429 and 5xx answers are retried a few times."),
+            LoadOption("keep_alive", "0", check=parse_keep_alive,
+                       help="Ollama only: how long the server keeps the model in memory, applied through Ollama's "
+                            "native API after the prompts are written. 0 frees it then for the video model, -1 "
+                            "keeps it loaded, 5m keeps it five minutes. Empty: not sent (other servers)."),
+            LoadOption("max_concurrency", DEFAULT_MAX_CONCURRENCY, minimum=1, maximum=64,
+                       help="How many prompts of a list are sent at once."),
+        ),
+    )
 
     def __init__(self, client: ChatClient):
         self.client = client
         self.name = client.model
 
     @classmethod
-    def load(cls, url: str, model: str, *, api_key_env: str = DEFAULT_API_KEY_ENV, timeout: float = DEFAULT_TIMEOUT,
-             retries: int = DEFAULT_RETRIES, keep_alive: str | int | None = None,
-             max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> "APIRefiner":
-        """Checks the settings; the server is first contacted by `refine` (see `endpoint.ChatClient`)."""
-        return cls(ChatClient(url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
-                              keep_alive=keep_alive, max_concurrency=max_concurrency))
+    def load(cls, server: ServerSpec) -> "APIRefiner":
+        """The server is first contacted by `refine` (see `endpoint.ChatClient`)."""
+        return cls(ChatClient(server))
 
     def refine(
         self,

@@ -25,8 +25,13 @@ class RefinerLoadError(ModelFolderError):
     """A refiner or adapter could not be loaded; the message says why and what to do."""
 
 
-# kind -> "module:Class", relative to this package; each class has `load(...)`. Other packages add refiner
-# kinds as entry points in the group `phyprompt.refiners`.
+# kind -> "module:Class", relative to this package. Other packages add refiner kinds as entry points in the
+# group `phyprompt.refiners`. Each class describes itself in `info` (an `infra.kinds.KindInfo`: its loader node,
+# its source, its load options) and has `load(source, **options)`: the path (or for a kind on a server, the
+# `ServerSpec`) and the options of its description; a kind in this process also takes `load_on`, where its
+# weights wait until a host moves them to `device`. Optional: `recognises(source) -> bool`, for a kind whose
+# sources can be told apart from the `local` refiner's (a file suffix of its own), and `resolve(source,
+# options)`, the files a built-in source stands for. `spec.RefinerSpec` opens them.
 REFINERS = Registry("refiner kind", __package__, {
     "local": "local:LocalRefiner",
     "api": "api:APIRefiner",
@@ -115,7 +120,8 @@ class Refiner(HoldsWeights, Protocol):
         """One `Refinement` per prompt, in order. Prompt i of a call is sampled with seed + i, so the same
         seed and inputs give the same outputs. `target_tokenizer` (a tokenizer, a tokenizer folder or a
         TokenCounter) counts the budget exactly; without it the budget is estimated. `progress(done, total)`
-        reports work done and may raise to cancel."""
+        reports work done and may raise to cancel. A refiner in this process (`in_process`) also takes
+        `batch_size`, how many prompts it generates at once (a server batches on its own side)."""
 
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor, StoppingCriteria, TopKLogitsWarper, TopPLogitsWarper
 
+from ..infra.kinds import DEVICE, KindInfo, LoadOption, ModelFiles, dtype_option
 from ..infra.lifecycle import LazyWeights
 from ..infra.progress import OptionalProgress
 from ..language.budget import TokenizerCounter, counter_for, fit_to_budget
@@ -18,8 +19,8 @@ from ..language.contract import PROMPT_CLOSE
 from ..language.instruction import ASSISTANT_PREFIX, build_messages, render_prompt
 from ..language.targets import TARGETS, Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
-from .builtin import BUILTIN_LABEL, is_builtin
-from .loading import LoadSpec, load_model_and_tokenizer, resolve_builtin
+from .builtin import BUILTIN_LABEL, BUILTIN_MODEL, INSTALL, is_builtin
+from .loading import GGUF_SUFFIX, QUANTIZATIONS, LoadSpec, load_model_and_tokenizer, resolve_builtin
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,33 @@ class LocalRefiner:
     """
 
     in_process = True
+    info = KindInfo(
+        node_id="PhyPromptLoadRefiner",
+        display_name="Load Physics Refiner",
+        description="Loads an LLM that rewrites prompts with explicit physics: the built-in SmolLM2-135M demo (works "
+                    "offline; learned the format, not good physics), or a Hugging Face folder or GGUF file under "
+                    "models/LLM, e.g. Qwen2.5-Instruct or a trained PhyPrompt model.",
+        search_aliases=("load LLM", "refiner", "Qwen", "GGUF", "SmolLM"),
+        source=ModelFiles(
+            "model", ("LLM",), suffixes=(GGUF_SUFFIX,), builtins=((BUILTIN_LABEL, BUILTIN_MODEL),),
+            help="builtin: SmolLM2-135M with the project's demo adapter, no model-hub download (needs "
+                 f"{INSTALL}); a demonstration: it learned the answer format, not good physics. Or a folder "
+                 "under models/LLM (or an LLM path in extra_model_paths.yaml) holding config.json, the tokenizer and "
+                 "the weights, or a .gguf file (llama.cpp, Ollama; needs pip install gguf). GGUF weights are "
+                 "dequantised to float: they take the memory of the full-precision model."),
+        options=(
+            LoadOption("adapter", None, marker="adapter_config.json", folder_kinds=("LLM",), unset="none",
+                       help="Optional PEFT LoRA adapter folder (holds adapter_config.json)."),
+            LoadOption("merge_adapter", False, help="Merge the adapter into the weights: faster generation, same output."),
+            dtype_option("auto: bf16 (or fp16) on GPU, fp32 on CPU."),
+            DEVICE,
+            LoadOption("quantization", "none", QUANTIZATIONS,
+                       help="4/8-bit weights through bitsandbytes (CUDA only; not for GGUF files); the model is then "
+                            "always unloaded after each run."),
+            # the command line's: a hub id is downloaded when the hub answers; ComfyUI never downloads
+            LoadOption("allow_download", False, help="download a Hugging Face hub id", node=False),
+        ),
+    )
 
     def __init__(self, model, tokenizer, spec: LoadSpec | None = None):
         self._weights = LazyWeights(self._load_again, model)
@@ -168,13 +196,21 @@ class LocalRefiner:
             tokenizer.pad_token = tokenizer.eos_token
 
     @classmethod
-    def load(cls, model: str, adapter: str | None = None, **options) -> "LocalRefiner":
-        """`model`: a model folder, a .gguf file, "builtin" (see `builtin`), or with allow_download a hub id."""
-        spec = resolve_builtin(LoadSpec(model=model, adapter=adapter, **options))
+    def load(cls, model: str, adapter: str | None = None, *, load_on: str | None = None, **options) -> "LocalRefiner":
+        """`model`: a model folder, a .gguf file, "builtin" (see `builtin`), or with allow_download a hub id;
+        `options` as `LoadSpec` takes them."""
+        spec = resolve_builtin(LoadSpec(model=model, adapter=adapter, load_on=load_on, **options))
         refiner = cls(*load_model_and_tokenizer(spec), spec=spec)
         if is_builtin(model):
             refiner.name = BUILTIN_LABEL
         return refiner
+
+    @classmethod
+    def resolve(cls, model: str, options: dict) -> tuple[str, dict]:
+        """The files `model` stands for: the built-in refiner's GGUF file and adapter (RefinerLoadError when its
+        package is not installed, or when another adapter is given); any other model as it is."""
+        spec = resolve_builtin(LoadSpec(model=model, adapter=options.get("adapter")))
+        return spec.model, (options | {"adapter": spec.adapter} if spec.adapter else options)
 
     @property
     def model(self):

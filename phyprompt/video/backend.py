@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Union
 
 from ..infra.checkpoints import ModelFolderError
+from ..infra.kinds import LoadOption
 from ..infra.lifecycle import free_memory
 from ..infra.progress import OptionalProgress
 from ..infra.registry import Registry
@@ -61,19 +62,6 @@ class Setting:
     @property
     def is_float(self) -> bool:
         return isinstance(self.default, float)
-
-
-@dataclass(frozen=True)
-class LoadOption:
-    """A load-time choice beyond dtype and device (e.g. CPU offload): a boolean, one of `choices`, or with
-    `suffixes` a file given by its path (e.g. a checkpoint's config), default None: the backend's own choice."""
-
-    name: str
-    default: str | bool | None
-    choices: tuple[str, ...] = ()
-    help: str = ""
-    suffixes: tuple[str, ...] = ()  # a file option: the file names it takes; the converter takes it too
-    folder_kinds: tuple[str, ...] = ()  # where ComfyUI lists such files (models/<kind>/)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ for run in range(2):
     unload.ready()
     [result] = dropped.refine("a ball rolls", max_new_tokens=2)
     assert result.prompt == "a ball rolls"  # a random refiner writes no contract answer
-    patcher, weights = unload.patcher, weakref.ref(dropped._model)
+    patcher, weights = unload.patcher, weakref.ref(dropped.model)
     moved = []
     patcher.model.to = lambda *args, **kwargs: moved.append(sum(p.numel() for p in patcher.model.parameters()))
     assert patcher in loaded() and keep.patcher in loaded()

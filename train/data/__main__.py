@@ -70,16 +70,17 @@ def _build(args) -> int:
 def _generate(args) -> int:
     from phyprompt.infra.progress import TqdmProgress
 
-    from .teacher import generate, open_teacher
+    from phyprompt.refiners import RefinerSpec
+
+    from .teacher import SERVED_MODEL, Teacher, generate
 
     prompts = read_prompt_list(args.input)
     if not prompts:
         return _fail(f"{args.input} holds no prompts")
-    teacher = open_teacher(
-        args.teacher, model=args.model, api_key_env=args.api_key_env, adapter=args.adapter,
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-        **({"device": args.device} if args.device else {}),
-    )
+    # a server address or a local model: the options of the other are left out
+    spec = RefinerSpec.parse(args.teacher, model=args.model or SERVED_MODEL, api_key_env=args.api_key_env,
+                             adapter=args.adapter, device=args.device)
+    teacher = Teacher(spec, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
     with TqdmProgress("teacher", "prompt") as bar:
         summary = generate(teacher, prompts, args.out, args.target or list(TRAINING_TARGETS), args.batch_size,
                            None if args.quiet else bar)

@@ -1,7 +1,7 @@
 """Teacher generation: a strong model writes (reasoning, refined prompt) for a list of user prompts.
 
-The teacher is asked with the project's own instruction and its answers are read by the project's own
-parser, so the data teaches exactly the contract the refiner is held to. Only answers the parser
+The teacher is a refiner: opened from a `RefinerSpec`, asked with the project's own instruction, its answers
+read by the project's own parser, so the data teaches exactly the contract the refiner is held to. Only answers the parser
 accepts, with reasoning, inside the target's budget without shortening, are kept.
 
 The output is appended and synced after every batch, and prompts already answered (or already rejected,
@@ -15,14 +15,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
-from phyprompt.infra.endpoint import DEFAULT_API_KEY_ENV, EndpointError
+from phyprompt.infra.endpoint import EndpointError, ServerSpec
 from phyprompt.infra.progress import Progress
 from phyprompt.language.prompt_lists import prompt_key
 from phyprompt.language.targets import get_target
-from phyprompt.refiners import Refinement
-from phyprompt.refiners.api import APIRefiner
+from phyprompt.refiners import Refinement, RefinerSpec
 
 from .schema import Example, read_examples, write_examples
 
@@ -67,59 +66,31 @@ class TeacherError(RuntimeError):
     pass
 
 
-class Teacher(Protocol):
-    name: str
+#: the model name a teacher on a server is asked for when none is given: a server that serves one model (llama.cpp,
+#: vLLM) accepts any name
+SERVED_MODEL = "default"
+
+
+class Teacher:
+    """A refiner that writes training examples: a local model (or a hub id already in the cache) or one on an
+    OpenAI-compatible server (vLLM, llama.cpp, Ollama, OpenAI itself), opened from its spec like any refiner,
+    asked with the run's sampling settings. A local one answers a batch in one `generate`, a server a batch's
+    prompts concurrently; a server's transient failures (timeouts, 429, 5xx) are retried with back-off, and
+    anything else stops the run with one line saying why (`TeacherError`)."""
+
+    def __init__(self, spec: RefinerSpec, *, temperature: float = 0.0, seed: int = 0, max_new_tokens: int = 512):
+        self.refiner = spec.open()
+        source = spec.source
+        self.name = source.model if isinstance(source, ServerSpec) else os.path.basename(os.path.normpath(source))
+        self.options = dict(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
 
     def answer(self, prompts: Sequence[str], target: str) -> list[Refinement]:
         """One parsed answer per prompt, in order."""
-
-
-class LocalTeacher:
-    """A local transformers model folder (or hub id, if it is already in the cache), through `LocalRefiner`."""
-
-    def __init__(self, model: str, adapter: str | None = None, temperature: float = 0.0, seed: int = 0,
-                 max_new_tokens: int = 512, **load_options):
-        from phyprompt.refiners.local import LocalRefiner
-
-        self.name = os.path.basename(os.path.normpath(model))
-        self.refiner = LocalRefiner.load(model, adapter=adapter, **load_options)
-        self.options = dict(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
-
-    def answer(self, prompts, target):
-        return self.refiner.refine(list(prompts), target, batch_size=len(prompts), **self.options)
-
-
-class EndpointTeacher:
-    """An OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama, OpenAI itself), asked through
-    the library's one client (`phyprompt.refiners.api.APIRefiner`), a batch's prompts concurrently.
-
-    `url` is the API base (``http://localhost:8000/v1``) or the full ``…/chat/completions`` address; the
-    key is read from the environment variable named `api_key_env`. Transient failures (timeouts, 429,
-    5xx) are retried with back-off; anything else stops the run with one line saying why.
-    """
-
-    def __init__(self, url: str, model: str | None = None, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 temperature: float = 0.0, max_new_tokens: int = 512, timeout: float = 120.0):
-        self.name = model or url
-        # a server that serves one model (llama.cpp, vLLM) accepts any name
-        self.refiner = APIRefiner.load(url, model or "default", api_key_env=api_key_env, timeout=timeout)
-        self.options = dict(temperature=temperature, max_new_tokens=max_new_tokens)
-
-    def answer(self, prompts, target):
+        batch = {"batch_size": len(prompts)} if self.refiner.in_process else {}
         try:
-            return self.refiner.refine(list(prompts), target, **self.options)
+            return self.refiner.refine(list(prompts), target, **self.options, **batch)
         except EndpointError as error:
             raise TeacherError(str(error)) from None
-
-
-def open_teacher(spec: str, **options) -> Teacher:
-    """An endpoint for http(s) addresses, a local model otherwise."""
-    if spec.startswith(("http://", "https://")):
-        keep = {k: options[k] for k in ("model", "api_key_env", "temperature", "max_new_tokens") if k in options}
-        return EndpointTeacher(spec, **keep)
-    options.pop("model", None)
-    options.pop("api_key_env", None)
-    return LocalTeacher(spec, **options)
 
 
 # Repairs that mean the answer was cut off by the token limit: the prompt may end mid-sentence.

@@ -47,7 +47,7 @@ class RewardArguments:
     video_backend: str = field(default="cogvideox", metadata={"help": "registered backend that renders"})
     video_model: str | None = field(default=None, metadata={"help": "its weights (folder or file)"})
     video_dtype: str = field(default="auto", metadata={"help": "the backend's dtype"})
-    judge: str | None = field(default=None, metadata={"help": "judge folder or URL (phyprompt.judges.open_judge)"})
+    judge: str | None = field(default=None, metadata={"help": "judge folder or URL (phyprompt.judges.JudgeSpec.parse)"})
     judge_model: str | None = field(default=None, metadata={"help": "the model name, for a judge on a server"})
     render_steps: int | None = field(default=None, metadata={"help": "reward-time steps (default: official)"})
     render_frames: int | None = field(default=None, metadata={"help": "reward-time frames (default: official)"})

@@ -17,8 +17,10 @@ import logging
 from collections.abc import Sequence
 
 from phyprompt.infra.console import first_line
+from phyprompt.infra.endpoint import ChatClient, ServerSpec, is_server
 from phyprompt.judges.chat import generated_answer, reply_answer, single_token_ids
 from phyprompt.judges.scores import SCALE_VALUES, parse_score
+from phyprompt.refiners import RefinerSpec
 
 from .options import MINIMUM, RewardArguments, rank_device, unit_score
 from .text import Reward, _parsed
@@ -42,14 +44,14 @@ def conversation(prompt: str) -> list[dict]:
 
 
 class LocalPromptJudge:
-    """A chat model in this process."""
+    """A chat model in this process, opened as the local refiner opens one: its model and tokenizer."""
 
-    def __init__(self, model: str, device: str):
-        from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer
-
-        self.model, self.tokenizer = load_model_and_tokenizer(LoadSpec(model=model, device=device))
+    def __init__(self, spec: RefinerSpec):
+        refiner = spec.open()
+        self.model, self.tokenizer = refiner.model, refiner.tokenizer
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"physics_judge {model} has no chat template: give an instruction-tuned chat model")
+            raise ValueError(f"physics_judge {spec.source} has no chat template: give an instruction-tuned chat "
+                             "model")
         self.tokenizer.padding_side = "left"  # generation continues every row from its last token
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -76,12 +78,8 @@ class LocalPromptJudge:
 class ServerPromptJudge:
     """A chat model on an OpenAI-compatible server, through the project's one HTTP client."""
 
-    def __init__(self, url: str, model: str | None, api_key_env: str, logprobs: bool):
-        from phyprompt.infra.endpoint import ChatClient
-
-        if not model:
-            raise ValueError("physics_judge is a server: set physics_judge_model to the model name it serves")
-        self.client, self.logprobs = ChatClient(url, model, api_key_env=api_key_env), logprobs
+    def __init__(self, server: ServerSpec, logprobs: bool):
+        self.client, self.logprobs = ChatClient(server), logprobs
 
     def answers(self, prompts: Sequence[str]) -> list[tuple[str, float | None]]:
         replies = self.client.replies([conversation(p) for p in prompts], temperature=0.0,
@@ -91,13 +89,18 @@ class ServerPromptJudge:
 
 
 def open_prompt_judge(options: RewardArguments):
+    """The recipe's physics_judge, read here once: a server address, or a chat-model folder (or .gguf) on this
+    rank's device."""
     where = options.physics_judge
     if not where:
         raise ValueError("the physics_judge reward needs physics_judge: a chat-model folder or a server URL")
-    if "://" in where:
-        return ServerPromptJudge(where, options.physics_judge_model, options.physics_judge_api_key_env,
+    if is_server(where):
+        if not options.physics_judge_model:
+            raise ValueError("physics_judge is a server: set physics_judge_model to the model name it serves")
+        return ServerPromptJudge(ServerSpec(where, options.physics_judge_model,
+                                            api_key_env=options.physics_judge_api_key_env),
                                  options.physics_judge_logprobs)
-    return LocalPromptJudge(where, rank_device())
+    return LocalPromptJudge(RefinerSpec.build("local", where, device=rank_device()))
 
 
 def physics_judge_reward(options: RewardArguments) -> Reward:

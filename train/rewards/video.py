@@ -38,8 +38,14 @@ class VideoScorer:
         if not options.judge:
             raise ValueError("the video-level reward needs judge: the AutoEval folder, a VLM folder or a server URL")
         from phyprompt.evaluation.cache import Cache
+        from phyprompt.judges import JudgeSpec
+        from phyprompt.video.spec import BackendSpec
 
         self.options = options
+        # the recipe's strings are read here, once; the models are loaded on first use
+        self.backend_spec = BackendSpec.build(options.video_backend, options.video_model, dtype=options.video_dtype,
+                                              device=rank_device())
+        self.judge_spec = JudgeSpec.parse(options.judge, model=options.judge_model, device=rank_device())
         self.cache = Cache(options.reward_cache_dir)
         self.backend = None
         self.judge = None
@@ -55,16 +61,15 @@ class VideoScorer:
         from phyprompt.evaluation.cache import eight_bit_part, key
         from phyprompt.video import backend_info
 
-        o = self.options
-        conversion = eight_bit_part(backend_info(o.video_backend).eight_bit)  # how the file's levels were made
-        return key(backend=o.video_backend, model=os.path.abspath(o.video_model), dtype=o.video_dtype,
-                   prompt=refined, **self._render_settings(), **conversion)
+        spec = self.backend_spec
+        conversion = eight_bit_part(backend_info(spec.name).eight_bit)  # how the file's levels were made
+        return key(backend=spec.name, model=os.path.abspath(spec.path), dtype=spec.dtype, prompt=refined,
+                   **self._render_settings(), **conversion)
 
     def score_key(self, video_key: str, original: str) -> str:
         from phyprompt.evaluation.cache import key
 
-        judge = self.options.judge if "://" in self.options.judge else os.path.abspath(self.options.judge)
-        return key(video=video_key, judge=judge, judge_model=self.options.judge_model, caption=original)
+        return key(video=video_key, judge=self.judge_spec.identity(), caption=original)
 
     def scores(self, originals: Sequence[str], completions: Sequence) -> list[tuple[float, float] | None]:
         """(SA, PC) in 0..1 per completion, None for the ones that get the minimum. The second reward of a
@@ -145,18 +150,12 @@ class VideoScorer:
 
     def _backend(self):
         if self.backend is None:
-            from phyprompt.video.backend import load_backend
-
-            o = self.options
-            self.backend = load_backend(o.video_backend, o.video_model, dtype=o.video_dtype, device=rank_device())
+            self.backend = self.backend_spec.open()
         return self.backend
 
     def _judge(self):
         if self.judge is None:
-            from phyprompt.judges import open_judge
-
-            self.judge = open_judge(self.options.judge, model=self.options.judge_model,
-                                    **({} if "://" in self.options.judge else {"device": rank_device()}))
+            self.judge = self.judge_spec.open()
         return self.judge
 
 

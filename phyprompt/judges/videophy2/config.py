@@ -9,6 +9,14 @@ from dataclasses import dataclass, fields
 from ...infra.checkpoints import ModelFolderError
 
 MODEL_TYPE = "mplug-owl"
+#: the released config.json names its model (mPLUG-Owl, which transformers does not know) by model_type, and by
+#: its class
+ARCHITECTURE = "MplugOwlForConditionalGeneration"
+
+
+def is_autoeval(config: dict) -> bool:
+    """Whether a folder's config.json is the AutoEval's."""
+    return config.get("model_type") == MODEL_TYPE or ARCHITECTURE in (config.get("architectures") or [])
 
 
 class AutoEvalConfigError(ModelFolderError):

@@ -23,10 +23,12 @@ import torch
 from ...infra.devices import PRECISIONS, resolve_device, torch_dtype
 from ...infra.lifecycle import LazyWeights
 from ...infra.progress import OptionalProgress
-from ..base import Answer, Judgement, RuleVerdict, Video, check_request
+from ..base import Answer, JudgeLoadError, Judgement, RuleVerdict, Video, check_request
 from ..frames import autoeval_frames, autoeval_pixels
 from ..scores import RULE_VALUES, SCALE_VALUES, expected_score, parse_score
+from ..spec import FOLDER_JUDGE, folder_config
 from ..templates import pc_prompt, rule_prompt, sa_prompt
+from .config import is_autoeval
 from .decoding import MAX_LENGTH, greedy_decode
 from .loading import load_autoeval
 from .model import AutoEvalModel
@@ -44,6 +46,7 @@ class _Question:
 class AutoEvalJudge:
     name = "videophy2"
     in_process = True
+    info = FOLDER_JUDGE
 
     def __init__(self, model: AutoEvalModel, tokenizer: PromptTokenizer, *, folder: str | None = None,
                  share_video_encoding: bool = True, max_length: int = MAX_LENGTH):
@@ -61,15 +64,24 @@ class AutoEvalJudge:
                             for values in (SCALE_VALUES, RULE_VALUES)}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, *, device: str | torch.device = "auto", precision: str = "auto",
-             share_video_encoding: bool = True, max_length: int = MAX_LENGTH) -> AutoEvalJudge:
-        """The judge from the released folder (videophysics/videophy_2_auto). "auto" is bf16, the released
-        precision and what the reference runs; fp16 and fp32 are there for GPUs without bf16 and for checks."""
-        if precision == "auto":
-            precision = "bf16"
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
-        model, tokenizer = load_autoeval(folder, device=resolve_device(device), dtype=torch_dtype(precision))
+    def recognises(cls, folder: str) -> bool:
+        return is_autoeval(folder_config(folder))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, device: str | torch.device = "auto", dtype: str = "auto",
+             frames: int | None = None, share_video_encoding: bool = True,
+             max_length: int = MAX_LENGTH) -> AutoEvalJudge:
+        """The judge from the released folder (videophysics/videophy_2_auto). dtype "auto" is bf16, the released
+        precision and what the reference runs; fp16 and fp32 are there for GPUs without bf16 and for checks.
+        `frames` is the folder judges' option (`FOLDER_JUDGE`); the AutoEval's are fixed, so only None fits."""
+        if frames is not None:
+            raise JudgeLoadError("VideoPhy-2's AutoEval always looks at the 32 frames it was trained on: leave out "
+                                 "the frame count")
+        if dtype == "auto":
+            dtype = "bf16"
+        if dtype not in PRECISIONS:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of: auto, {', '.join(PRECISIONS)}")
+        model, tokenizer = load_autoeval(folder, device=resolve_device(device), dtype=torch_dtype(dtype))
         return cls(model, tokenizer, folder=os.fspath(folder), share_video_encoding=share_video_encoding,
                    max_length=max_length)
 

@@ -56,7 +56,9 @@ INFO = BackendInfo(
     fps=10.0,
     load_options=(
         # ComfyUI keeps checkpoints' YAMLs in models/configs; users also put them beside the checkpoint
+        # optional in the loader node: workflows saved before it existed load as they did, with "auto"
         LoadOption("config", None, suffixes=(".yaml", ".yml"), folder_kinds=("configs", "videocrafter"),
+                   unset="auto", optional=True,
                    help="The checkpoint's original inference YAML (e.g. inference_t2v_512_v2.0.yaml): the "
                         "architecture, text tower included. Default: <checkpoint name>.yaml beside the checkpoint, "
                         "else the official release's settings. Not for a converted folder (it carries its own)."),
