@@ -12,14 +12,8 @@ import time
 import pytest
 
 from conftest import REPO
-from phyprompt.infra.endpoint import (
-    ChatClient,
-    EndpointError,
-    ServerSpec,
-    chat_completions_url,
-    parse_keep_alive,
-    server_root,
-)
+from phyprompt.infra.endpoint import (ChatClient, EndpointError, ServerSpec, chat_completions_url, parse_keep_alive,
+                                      server_root)
 from phyprompt.infra.progress import Cancelled
 from phyprompt.refiners import RefinerSpec, refiner_class
 from phyprompt.refiners.api import APIRefiner

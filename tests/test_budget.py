@@ -5,14 +5,8 @@ import re
 
 import pytest
 
-from phyprompt.language.budget import (
-    EstimatedCounter,
-    Fitted,
-    TokenizerCounter,
-    counter_for,
-    fit_to_budget,
-    load_tokenizer_counter,
-)
+from phyprompt.language.budget import (EstimatedCounter, Fitted, TokenizerCounter, counter_for, fit_to_budget,
+                                        load_tokenizer_counter)
 from phyprompt.language.targets import TARGETS, get_target
 
 

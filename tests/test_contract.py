@@ -5,15 +5,8 @@ import re
 
 import pytest
 
-from phyprompt.language.contract import (
-    PROMPT_CLOSE,
-    PROMPT_OPEN,
-    THINK_CLOSE,
-    THINK_OPEN,
-    ParsedOutput,
-    format_output,
-    parse_output,
-)
+from phyprompt.language.contract import (PROMPT_CLOSE, PROMPT_OPEN, THINK_CLOSE, THINK_OPEN, ParsedOutput,
+                                          format_output, parse_output)
 
 ANY_TAG = re.compile(r"<\s*/?\s*(?:think|prompt)\s*>", re.IGNORECASE)
 

@@ -3,16 +3,8 @@
 import pytest
 
 from phyprompt.language.contract import parse_output
-from phyprompt.language.instruction import (
-    ASSISTANT_PREFIX,
-    SYSTEM_PROMPT,
-    USER_TEMPLATE,
-    build_messages,
-    render_plain,
-    render_prompt,
-    sanitize_user_prompt,
-    word_budget,
-)
+from phyprompt.language.instruction import (ASSISTANT_PREFIX, SYSTEM_PROMPT, USER_TEMPLATE, build_messages,
+                                            render_plain, render_prompt, sanitize_user_prompt, word_budget)
 from phyprompt.language.targets import TARGET_NAMES, TARGETS, get_target
 
 PROMPT = "A red rubber ball falls from a balcony and bounces on the pavement."

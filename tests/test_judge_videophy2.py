@@ -19,16 +19,8 @@ from phyprompt.infra.progress import Cancelled
 from phyprompt.judges import judge_class
 from phyprompt.judges.frames import CLIP_MEAN, CLIP_STD, autoeval_frames, autoeval_pixels, sample_frames, sample_indices
 from phyprompt.judges.scores import RULE_VALUES, expected_score, parse_score
-from phyprompt.judges.templates import (
-    PC_TEMPLATE,
-    RULE_TEMPLATE,
-    SA_TEMPLATE,
-    VIDEO_PLACEHOLDER,
-    pc_prompt,
-    rule_prompt,
-    sa_prompt,
-    split_template,
-)
+from phyprompt.judges.templates import (PC_TEMPLATE, RULE_TEMPLATE, SA_TEMPLATE, VIDEO_PLACEHOLDER, pc_prompt,
+                                        rule_prompt, sa_prompt, split_template)
 from phyprompt.video.writer import read_video, scale_frames, write_video
 
 ANSWER_STEPS = 4  # random weights rarely say </s>: a few tokens per answer keep the tests fast

@@ -14,15 +14,8 @@ from phyprompt.infra.progress import Cancelled
 from phyprompt.language.budget import TokenizerCounter
 from phyprompt.refiners import REFINERS, Refinement, RefinerLoadError
 from phyprompt.refiners.local import LocalRefiner
-from support.tiny_refiner import (
-    TRAINED_PROMPT,
-    TRAINED_REASONING,
-    build_looping_model,
-    build_model,
-    build_tokenizer,
-    write_tiny_adapter,
-    write_tiny_refiner,
-)
+from support.tiny_refiner import (TRAINED_PROMPT, TRAINED_REASONING, build_looping_model, build_model, build_tokenizer,
+                                  write_tiny_adapter, write_tiny_refiner)
 
 
 @pytest.fixture(scope="module")

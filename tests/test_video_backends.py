@@ -15,18 +15,8 @@ import torch
 
 from phyprompt.infra.progress import Cancelled
 from phyprompt.language.targets import TARGETS
-from phyprompt.video import (
-    BackendInfo,
-    DiffusersFolder,
-    EightBit,
-    SampleRequest,
-    SingleFile,
-    VideoModelError,
-    VideoSettingsError,
-    backend_class,
-    backend_names,
-    load_backend,
-)
+from phyprompt.video import (BackendInfo, DiffusersFolder, EightBit, SampleRequest, SingleFile, VideoModelError,
+                             VideoSettingsError, backend_class, backend_names, load_backend)
 from phyprompt.video.backend import BACKENDS
 from phyprompt.video.writer import read_video, to_uint8, write_video
 from phyprompt_toy_backend import write_toy_model

@@ -22,13 +22,8 @@ from phyprompt.video.videocrafter2.convert import convert
 from phyprompt.video.videocrafter2.model import load_model, port_state_dict
 from phyprompt.video.videocrafter2.sampler import ddim_timesteps, sample
 from phyprompt.video.videocrafter2.schedule import Schedule
-from support.tiny_videocrafter2 import (
-    TEXT_LAYERS,
-    TEXT_WIDTH,
-    original_state_dict,
-    write_tiny_videocrafter2,
-    yaml_document,
-)
+from support.tiny_videocrafter2 import (TEXT_LAYERS, TEXT_WIDTH, original_state_dict, write_tiny_videocrafter2,
+                                        yaml_document)
 
 # configs/inference_t2v_512_v2.0.yaml of the original release, as published
 OFFICIAL_YAML = """

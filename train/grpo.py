@@ -35,17 +35,8 @@ from torch.utils.data import Sampler
 
 from .curriculum import SCHEDULES, CurriculumCallback
 from .rewards import REWARDS, RewardArguments, build_reward
-from .stages import (
-    DataArguments,
-    TrainingSetupError,
-    base_model,
-    load_training_examples,
-    parse_recipe,
-    read_manifest,
-    resume_point,
-    use_chat_template,
-    write_manifest,
-)
+from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe, read_manifest,
+                     resume_point, use_chat_template, write_manifest)
 
 GRPO_SETTINGS = ("max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "num_generations", "epsilon", "beta", "scale_rewards",

@@ -23,16 +23,8 @@ import json
 import os
 import sys
 
-from .stages import (
-    DataArguments,
-    TrainingSetupError,
-    base_model,
-    load_training_examples,
-    parse_recipe,
-    resume_point,
-    use_chat_template,
-    write_manifest,
-)
+from .stages import (DataArguments, TrainingSetupError, base_model, load_training_examples, parse_recipe, resume_point,
+                      use_chat_template, write_manifest)
 
 
 def training_tokens(example, tokenizer) -> dict[str, list[int]]:

@@ -5,23 +5,9 @@ Importing this package is cheap: a backend's module is imported when its descrip
 diffusers (or whatever runs the model) only when it is loaded.
 """
 
-from .backend import (
-                      BackendInfo,
-                      Component,
-                      DiffusersFolder,
-                      LoadOption,
-                      SampleRequest,
-                      Setting,
-                      SingleFile,
-                      Video,
-                      VideoBackend,
-                      VideoModelError,
-                      VideoSettingsError,
-                      backend_class,
-                      backend_info,
-                      backend_names,
-                      load_backend,
-)
+from .backend import (BackendInfo, Component, DiffusersFolder, LoadOption, SampleRequest, Setting, SingleFile, Video,
+                      VideoBackend, VideoModelError, VideoSettingsError, backend_class, backend_info, backend_names,
+                      load_backend)
 from .writer import EightBit
 
 __all__ = ["BackendInfo", "Component", "DiffusersFolder", "EightBit", "LoadOption", "SampleRequest", "Setting",

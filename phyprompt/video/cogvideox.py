@@ -12,18 +12,8 @@ from ..infra.checkpoints import check_weights_folder, read_folder_json
 from ..infra.devices import resolve_device, resolve_dtype
 from ..infra.progress import OptionalProgress
 from ..language.budget import TokenizerCounter
-from .backend import (
-    BackendInfo,
-    DiffusersFolder,
-    LoadOption,
-    SampleDefaults,
-    SampleRequest,
-    Setting,
-    Video,
-    VideoBackend,
-    VideoModelError,
-    VideoSettingsError,
-)
+from .backend import (BackendInfo, DiffusersFolder, LoadOption, SampleDefaults, SampleRequest, Setting, Video,
+                      VideoBackend, VideoModelError, VideoSettingsError)
 from .writer import EightBit
 
 if TYPE_CHECKING:  # torch (like diffusers) is imported when a model is loaded, not when INFO is read

@@ -14,17 +14,8 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
-from phyprompt.video import (
-    BackendInfo,
-    EightBit,
-    LoadOption,
-    SampleRequest,
-    Setting,
-    SingleFile,
-    Video,
-    VideoBackend,
-    VideoModelError,
-)
+from phyprompt.video import (BackendInfo, EightBit, LoadOption, SampleRequest, Setting, SingleFile, Video, VideoBackend,
+                             VideoModelError)
 
 WORD_LIMIT = 8
 

@@ -10,19 +10,8 @@ from typing import TYPE_CHECKING
 from ...infra.devices import resolve_device, resolve_dtype
 from ...infra.progress import OptionalProgress
 from ...language.budget import TokenizerCounter
-from ..backend import (
-    BackendInfo,
-    Component,
-    DiffusersFolder,
-    LoadOption,
-    SampleRequest,
-    Setting,
-    SingleFile,
-    Video,
-    VideoBackend,
-    VideoModelError,
-    VideoSettingsError,
-)
+from ..backend import (BackendInfo, Component, DiffusersFolder, LoadOption, SampleRequest, Setting, SingleFile, Video,
+                       VideoBackend, VideoModelError, VideoSettingsError)
 from ..writer import EightBit
 from .loading import SD_EXAMPLE, SD_PIPELINE, check_sd_folder
 

@@ -9,18 +9,8 @@ from typing import TYPE_CHECKING
 from ...infra.devices import resolve_device, resolve_dtype
 from ...infra.progress import OptionalProgress
 from ...language.budget import TokenizerCounter
-from ..backend import (
-    BackendInfo,
-    LoadOption,
-    SampleDefaults,
-    SampleRequest,
-    Setting,
-    SingleFile,
-    Video,
-    VideoBackend,
-    VideoModelError,
-    VideoSettingsError,
-)
+from ..backend import (BackendInfo, LoadOption, SampleDefaults, SampleRequest, Setting, SingleFile, Video, VideoBackend,
+                       VideoModelError, VideoSettingsError)
 from ..writer import EightBit
 from .config import CLASS_NAME, TOKENIZER_DESCRIPTION
 
