@@ -383,6 +383,16 @@ def _add_eval_parser(commands, backends: dict) -> argparse.ArgumentParser:
     evaluate.add_argument("--examples", type=int, default=3, metavar="N",
                           help="side-by-side videos per refiner and backend in the report (default: 3)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ray = evaluate.add_argument_group(
+        "on a Ray cluster", "Render and judge on a pool of workers (pip install 'phyprompt[ray]'); refining stays "
+        "here. The cache stays here too: workers need the models at the same paths (see docs/ray.md).")
+    ray.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                     help="the cluster's head (HOST:PORT); alone or 'auto': the cluster of RAY_ADDRESS or of this "
+                          "machine (`ray start --head`), else a new one here")
+    ray.add_argument("--ray-workers", type=positive_int, metavar="N",
+                     help="workers in the pool (default: one per GPU of the cluster, or per CPU without GPUs)")
+    ray.add_argument("--ray-gpus", type=_non_negative("; workers on CPUs"), metavar="G",
+                     help="GPUs per worker; a fraction shares a GPU (default: 1 when the cluster has GPUs)")
     return evaluate
 
 
@@ -429,6 +439,8 @@ def _check_combinations(parser: _Parser, args) -> None:
     if args.command == "eval":
         if is_server(args.judge) != bool(args.judge_model):
             command.error("--judge URL (a server) goes with --judge-model NAME, and --judge-model only with a URL")
+        if args.ray is None and (args.ray_workers is not None or args.ray_gpus is not None):
+            command.error("--ray-workers and --ray-gpus size a Ray pool: add --ray [ADDRESS]")
         return
     if args.command == "judge":
         if is_server(args.judge) and not args.model:

@@ -18,9 +18,12 @@ ALLOWED = {
     # a judge reads videos the way the video writer does, and the AutoEval's chat answers as refiners do
     "phyprompt/judges": ("phyprompt.judges", "phyprompt.video", "phyprompt.refiners", "phyprompt.language",
                          "phyprompt.infra"),
-    "phyprompt/evaluation": ("phyprompt.evaluation", "phyprompt.refiners", "phyprompt.video", "phyprompt.judges",
+    # the render-and-judge service: above the families it runs, below everything that asks it for work
+    "phyprompt/service": ("phyprompt.service", "phyprompt.video", "phyprompt.judges", "phyprompt.language",
+                          "phyprompt.infra"),
+    "phyprompt/evaluation": ("phyprompt.evaluation", "phyprompt.service", "phyprompt.refiners", "phyprompt.video", "phyprompt.judges",
                              "phyprompt.language", "phyprompt.infra"),
-    "train": ("train", "phyprompt.refiners", "phyprompt.video", "phyprompt.judges", "phyprompt.language",
+    "train": ("train", "phyprompt.service", "phyprompt.refiners", "phyprompt.video", "phyprompt.judges", "phyprompt.language",
               "phyprompt.infra", "phyprompt.evaluation"),
 }
 PROJECT = ("phyprompt", "train", "nodes", "comfy", "comfy_api", "folder_paths", "comfy_extras")

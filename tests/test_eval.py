@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PLUGINS, REPO
 from phyprompt import cli
-from phyprompt.evaluation.cache import Cache, key
+from phyprompt.service.cache import Cache, key
 from phyprompt.evaluation.prompt_sets import MAX_CAPTION_CHARS, PromptSetError, load_prompt_set
 from phyprompt.evaluation.statistics import paired_difference, per_prompt, rate
 from phyprompt.language.prompt_lists import PromptListError
@@ -43,8 +43,11 @@ def test_records_and_videos_round_trip_and_partial_entries_are_misses(tmp_path):
     assert cache.get("score", k) is None and cache.get_video(k) is None
     cache.put("score", k, {"sa": 4, "caption": "ü"})
     assert cache.get("score", k) == {"sa": 4, "caption": "ü"}
-    path, record = cache.put_video(k, np.zeros((2, 8, 8, 3), np.float32), 8, {"seed": 1})
-    assert cache.get_video(k) == (path, {"seed": 1, "suffix": ".mp4", "fps": 8.0})
+    from phyprompt.video.writer import write_video
+
+    data = write_video(np.zeros((2, 8, 8, 3), np.float32), 8, tmp_path / "made.mp4").read_bytes()
+    path, record = cache.put_video(k, data, 8, {"seed": 1})
+    assert cache.get_video(k) == (path, {"seed": 1, "suffix": ".mp4", "fps": 8.0}) and path.read_bytes() == data
     # a process killed between the video file and its record: the file alone is not an entry
     cache.path("video", k).unlink()
     assert path.is_file() and cache.get_video(k) is None
@@ -430,16 +433,18 @@ def test_render_settings_no_model_can_render_fail_before_any_model_loads(models,
 
 def test_videos_are_cached_with_the_8bit_levels_the_backend_describes(models, prompts, tmp_path, monkeypatch,
                                                                      renders, capsys):
-    from phyprompt.evaluation.cache import eight_bit_part
+    from phyprompt.service.cache import eight_bit_part
     from phyprompt.video import EightBit
 
-    conversions, put_video = [], Cache.put_video
+    from phyprompt.video import writer
 
-    def recorded(self, key, frames, fps, record=None, **options):
+    conversions, write_video = [], writer.write_video
+
+    def recorded(frames, fps, path, **options):
         conversions.append(options.get("eight_bit"))
-        return put_video(self, key, frames, fps, record, **options)
+        return write_video(frames, fps, path, **options)
 
-    monkeypatch.setattr(Cache, "put_video", recorded)
+    monkeypatch.setattr(writer, "write_video", recorded)
     code, _, err = evaluate(models, prompts, tmp_path / "out", refiner=False, capsys=capsys)
     assert code == 0, err
     assert len(renders) == 3 and conversions == [ToyBackend.info.eight_bit] * 3

@@ -14,7 +14,7 @@ from conftest import REPO
 from phyprompt.judges import Answer
 from phyprompt.language.contract import format_output
 from phyprompt_toy_backend import write_toy_model
-from support.tiny_autoeval import write_tiny_autoeval
+from phyprompt_toy_judge import write_toy_judge
 from support.tiny_refiner import build_tokenizer
 from train.curriculum import SCHEDULES, CurriculumCallback, sa_weight
 from train.grpo import main as grpo_main
@@ -111,7 +111,7 @@ def test_a_missing_encoder_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def video_options(tmp_path_factory):
     root = tmp_path_factory.mktemp("video-reward")
-    return dict(video_backend="toy", video_model=write_toy_model(root / "toy"), judge=write_tiny_autoeval(root / "judge"),
+    return dict(video_backend="toy", video_model=write_toy_model(root / "toy"), judge=write_toy_judge(root / "judge"),
                 render_frames=4, render_width=16, render_height=16, reward_cache_dir=str(root / "cache"))
 
 
@@ -135,42 +135,52 @@ def test_the_video_reward_renders_judges_and_caches(video_options, tmp_path):
 
 
 def test_a_step_renders_as_one_batch_and_judges_in_one_call(video_options, tmp_path, monkeypatch):
+    from phyprompt_toy_backend import ToyBackend
+    from phyprompt_toy_judge import ToyJudge
+
     options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
     reward = build_reward("video_sa", options)
     scorer = video_rewards.scorer(options)
-    backend, judge = scorer._backend(), scorer._judge()
     batches, judged = [], []
-    real_batch, real_judge = backend.sample_batch, judge.judge
-    monkeypatch.setattr(backend, "sample_batch", lambda requests: batches.append(len(requests)) or real_batch(requests))
-    monkeypatch.setattr(judge, "judge", lambda videos, captions: judged.append(len(videos)) or real_judge(videos,
-                                                                                                        captions))
+    real_batch, real_judge = ToyBackend.sample_batch, ToyJudge.judge
+    monkeypatch.setattr(ToyBackend, "sample_batch", lambda self, requests: batches.append(len(requests)) or
+                        real_batch(self, requests))
+    monkeypatch.setattr(ToyJudge, "judge", lambda self, videos, captions, **kw: judged.append(len(videos)) or
+                        real_judge(self, videos, captions, **kw))
     same = format_output("x", "A blue cube slides across ice.")
     completions = [GOOD, same, MALFORMED, same, format_output("x", "Snow slides off a warm roof.")]
     reward([""] * 5, completions, original_prompt=[ORIGINAL] * 5)
     assert batches == [3] and scorer.renders == 3  # the same rewrite twice is rendered once
-    assert judged == [4]  # one (video, caption) per parsed rewrite
+    assert judged == [3]  # one (video, caption) per parsed rewrite, each judged once
+    # the models stay loaded for the next step: nothing is loaded again
+    loads = []
+    monkeypatch.setattr(ToyBackend, "load", classmethod(lambda cls, *a, **k: loads.append(a)))
+    reward([""] * 2, [format_output("x", "A red ball rolls downhill."), GOOD], original_prompt=["a ball"] * 2)
+    assert batches == [3, 1] and loads == []
 
 
 def test_a_failing_render_or_judgement_gets_the_minimum_and_training_goes_on(video_options, tmp_path, caplog,
                                                                              monkeypatch):
+    from phyprompt_toy_backend import ToyBackend
+    from phyprompt_toy_judge import ToyJudge
+
     options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path / "cache")})
     reward = build_reward("video_pc", options)
     scorer = video_rewards.scorer(options)
-    backend, judge = scorer._backend(), scorer._judge()
-    real_sample, real_judge = backend.sample, judge.judge
+    real_sample, real_judge = ToyBackend.sample, ToyJudge.judge
 
-    def flaky_render(request, progress=None):
+    def flaky_render(self, request, progress=None):
         if "cube" in request.prompt:
             raise TimeoutError("the render took too long")
-        return real_sample(request, progress)
+        return real_sample(self, request, progress)
 
-    def flaky_judge(videos, captions):
+    def flaky_judge(self, videos, captions, **options):
         if "snow" in captions:
             raise RuntimeError("the judge ran out of memory")
-        return real_judge(videos, captions)
+        return real_judge(self, videos, captions, **options)
 
-    monkeypatch.setattr(backend, "sample", flaky_render)
-    monkeypatch.setattr(judge, "judge", flaky_judge)
+    monkeypatch.setattr(ToyBackend, "sample", flaky_render)
+    monkeypatch.setattr(ToyJudge, "judge", flaky_judge)
     completions = [format_output("x", "A blue cube slides."), GOOD, format_output("x", "Snow falls on a roof.")]
     with caplog.at_level(logging.WARNING):
         scores = reward([""] * 3, completions, original_prompt=[ORIGINAL, ORIGINAL, "snow"])
@@ -196,34 +206,35 @@ def test_cogvideox_renders_a_batch_as_it_renders_each_alone(tmp_path):
 
 
 def test_an_unreadable_judge_answer_is_the_lowest_score():
-    assert video_rewards._unit(Answer(score=0, expected=None, text="I cannot tell")) == 0.0
-    assert video_rewards._unit(Answer(score=5, expected=None, text="5")) == 1.0
-    assert video_rewards._unit(Answer(score=3, expected=3.5, text="3")) == pytest.approx(0.625)
+    from dataclasses import asdict
+
+    assert video_rewards._unit(asdict(Answer(score=0, expected=None, text="I cannot tell"))) == 0.0
+    assert video_rewards._unit(asdict(Answer(score=5, expected=None, text="5"))) == 1.0
+    assert video_rewards._unit(asdict(Answer(score=3, expected=3.5, text="3"))) == pytest.approx(0.625)
 
 
 def test_the_video_reward_caches_videos_with_the_8bit_levels_the_backend_describes(video_options, tmp_path,
                                                                                     monkeypatch):
-    from phyprompt.evaluation.cache import Cache
-    from phyprompt.video import backend_info
+    from phyprompt.video import backend_info, writer
 
-    conversions, put_video = [], Cache.put_video
+    conversions, write_video = [], writer.write_video
 
-    def recorded(self, key, frames, fps, record=None, **options):
+    def recorded(frames, fps, path, **options):
         conversions.append(options.get("eight_bit"))
-        return put_video(self, key, frames, fps, record, **options)
+        return write_video(frames, fps, path, **options)
 
-    monkeypatch.setattr(Cache, "put_video", recorded)
-    scorer = video_rewards.VideoScorer(RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path)}))
-    prompt = "A blue cube slides across ice."
-    assert list(scorer._videos({scorer.video_key(prompt): prompt}).values())[0].endswith(".mp4")
+    monkeypatch.setattr(writer, "write_video", recorded)
+    options = RewardArguments(**video_options | {"reward_cache_dir": str(tmp_path)})
+    build_reward("video_sa", options)([""], [GOOD], original_prompt=[ORIGINAL])
     assert conversions == [backend_info("toy").eight_bit]  # the toy's "original" truncates
 
 
 def test_each_rank_renders_on_its_own_gpu(video_options, monkeypatch):
-    scorer = video_rewards.VideoScorer(RewardArguments(**video_options))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert rank_device() == "cuda:3"
+    scorer = video_rewards.VideoScorer(RewardArguments(**video_options))
+    assert scorer.backend_spec.device == "cuda:3"
 
 
 def test_a_video_model_that_does_not_load_stops_training(video_options, tmp_path):

@@ -48,8 +48,9 @@ def run(args) -> int:
         quiet_libraries()
     for note in prompt_set.notes:
         warn(f"{args.prompts}: {note}")
-    from ..evaluation.cache import Cache
-    from ..evaluation.runner import Evaluation, RenderError, RenderSettings
+    from ..evaluation.runner import Evaluation, RenderSettings
+    from ..service import Cache, RenderError
+    from ..service.ray_pool import ClusterError
     from ..evaluation.tables import build_rows, to_costs, to_csv, to_json, to_text
 
     out = Path(os.path.expanduser(args.out))
@@ -65,9 +66,14 @@ def run(args) -> int:
         max_new_tokens=args.max_new_tokens, bars=partial(progress_bar, args.quiet), warn=warn)
     started = time.perf_counter()
     try:
+        if args.ray is not None:
+            evaluation.executor = _ray_pool(args)
         samples = evaluation.run()
-    except RenderError as error:
+    except (RenderError, ClusterError) as error:
         return fail(str(error), prog=PROG)
+    finally:
+        if evaluation.executor is not None:
+            evaluation.executor.close()
     rows = build_rows(samples, evaluation.counters, evaluation.token_limits, args.bootstrap)
     run_info = {
         "prompt_set": prompt_set.name, "prompts": len(prompt_set.items), "notes": list(prompt_set.notes),
@@ -75,6 +81,7 @@ def run(args) -> int:
         "backends": {b.label: b.to_dict() for b in backends},
         "judge": judge.to_dict(), "seeds": list(settings.seeds),
         "settings": dataclasses.asdict(settings), "device": args.device, "dtype": args.dtype,
+        "rendered_and_judged": evaluation.service.executor.description,
         "max_new_tokens": args.max_new_tokens, "bootstrap_resamples": args.bootstrap,
         "cache": str(evaluation.cache.root), "made_this_run": evaluation.made,
         "stage_seconds_this_run": evaluation.timings, "total_seconds_this_run": 0.0,
@@ -95,9 +102,20 @@ def run(args) -> int:
     run_info["total_seconds_this_run"] = time.perf_counter() - started
     written.append(write_text_atomic(out / "results.json", to_json(rows, run_info)))
     _warn_about_failures(rows)
+    unjudged = sum(s.judge_error is not None for s in samples)
+    if unjudged:
+        warn(f"{unjudged} video(s) could not be judged and are not scored (see samples.jsonl); run again to retry them")
     for path in written:
         print(path, flush=True)
     return 0
+
+
+def _ray_pool(args):
+    from ..service.ray_pool import RayPool
+
+    # Models placed on the CPU need no GPU per worker unless the user asks for one.
+    gpus = 0.0 if args.ray_gpus is None and args.device == "cpu" else args.ray_gpus
+    return RayPool(args.ray, workers=args.ray_workers, gpus_per_worker=gpus, warn=warn)
 
 
 def _refiners(args) -> list[Compared]:
@@ -188,7 +206,7 @@ def _sample_line(sample) -> dict:
     return {
         "refiner": sample.refiner, "backend": sample.backend, "caption": sample.caption, "seed": sample.seed,
         "prompt": sample.prompt, "refined": refinement.get("ok"), "refiner_error": refinement.get("error"),
-        "video": sample.video_path, "render_error": sample.render_error,
+        "video": sample.video_path, "render_error": sample.render_error, "judge_error": sample.judge_error,
         "sa": sample.score["sa"]["score"] if sample.score else None,
         "pc": sample.score["pc"]["score"] if sample.score else None,
         "joint": sample.score["joint"] if sample.score else None,

@@ -1,22 +1,18 @@
 """Refine, render, judge: the three stages of an evaluation, each batched, cached and resumable.
 
-Every refinement, video and score is looked up in the cache (`cache.Cache`) under a key of everything that
-determines it, and only what is missing is made. Each stage loads one model, works through everything
-missing back to back, stores each result as soon as it exists and releases the model before the next
-stage loads its own, so a 7B refiner, a 5B video model and the 7B judge take turns on one GPU. A kill or
-a Ctrl-C loses at most the chunk in flight; the next run finds the rest in the cache, and a run with
-nothing missing loads no model at all.
+Refinements are made here; videos and scores by the render-and-judge service (`phyprompt.service`), in this
+process or on a Ray pool. Every result is looked up in the one cache under a key of everything that
+determines it, and only what is missing is made. In process, each stage loads one model, works through
+everything missing back to back, stores each result as soon as it exists and releases the model before the
+next stage loads its own, so a 7B refiner, a 5B video model and the 7B judge take turns on one GPU. A kill or
+a Ctrl-C loses at most the work in flight; the next run finds the rest in the cache, and a run with nothing
+missing loads no model at all.
 
-Keys (what determines each result):
-- refinement: the refiner's identity (weights by content; device and dtype for a local one), the exact
-  messages it is sent (the caption and the instruction for the backend's target), the backend's weights
-  (its tokenizer counts the budget) and max_new_tokens. Refiners decode greedily, so one refinement per
-  prompt serves every video seed.
-- video: the backend's identity, device and dtype, the whole `SampleRequest` (prompt, seed, settings) and,
-  unless it is the default, how the backend's frames become 8-bit (`BackendInfo.eight_bit`).
-  Two refiners that give the same prompt (a fallback to the original, say) share one video.
-- score: the judge's identity, device and dtype, the video's key and the caption SA is judged against
-  (always the original caption, as VideoPhy-2 and the paper do).
+A refinement's key: the refiner's identity (weights by content; device and dtype for a local one), the exact
+messages it is sent (the caption and the instruction for the backend's target), the backend's weights (its
+tokenizer counts the budget) and max_new_tokens. Refiners decode greedily, so one refinement per prompt
+serves every video seed. Videos and scores are keyed by the service (see `service.render_judge`); two
+refiners that give the same prompt (a fallback to the original, say) share one video.
 
 Failures that say nothing about a refiner or a video model are recorded, not cached, and the run goes on:
 a server that fails for a prompt gives a fallback to the original prompt (counted in the parse rate); a
@@ -26,31 +22,20 @@ run tries them again. A backend whose first renders all fail stops the run: that
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 from ..infra.endpoint import EndpointError
-from ..infra.progress import Cancelled, OptionalProgress
+from ..judges.spec import JudgeSpec
 from ..language.instruction import build_messages
 from ..language.targets import get_target
 from ..refiners.base import DEFAULT_MAX_NEW_TOKENS, Refinement
-from ..judges.spec import JudgeSpec
+from ..service.cache import Cache, key
+from ..service.render_judge import Bars, Executor, RenderJudge, VideoResult
 from ..video.backend import SampleRequest, backend_class
-from .cache import Cache, eight_bit_part, key
 from .specs import Compared
-
-#: a backend whose first this-many renders all fail stops the run
-FAILED_START = 3
-
-Bars = Callable[[str, str], AbstractContextManager[OptionalProgress]]  # (description, unit) -> progress
-
-
-class RenderError(RuntimeError):
-    """A backend failed every render it tried: a setup problem, not one bad prompt."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +71,7 @@ class Sample:
     render_seconds: float | None = None
     render_error: str | None = None
     score: dict | None = None  # Judgement.to_dict() plus "seconds"
+    judge_error: str | None = None
 
 
 @dataclass
@@ -104,6 +90,8 @@ class Evaluation:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     bars: Bars = lambda description, unit: nullcontext(None)
     warn: Callable[[str], None] = lambda message: None
+    #: where videos are rendered and judged (`service.InProcess` when None, or a `service.ray_pool.RayPool`)
+    executor: Executor | None = None
     #: this run's wall time per stage and label (loading and releasing models included)
     timings: dict[str, dict[str, float]] = field(default_factory=lambda: {"refine": {}, "render": {}, "judge": {}})
     #: how many results this run made (not found in the cache), per stage
@@ -120,10 +108,17 @@ class Evaluation:
             for backend in self.backends:
                 backend_class(backend.spec.name).check_request(request)
         self.counters = {b.label: backend_class(b.spec.name).load_token_counter(b.spec.path) for b in self.backends}
+        self.service = RenderJudge(self.cache, self.executor, judge_batch_size=self.judge_batch_size,
+                                   bars=self.bars, warn=self.warn)
         refinements = self._refine()
         samples = self._plan(refinements)
-        self._render(samples)
-        self._judge(samples)
+        try:
+            self._render(samples)
+            self._judge(samples)
+        finally:
+            for stage in ("render", "judge"):
+                self.timings[stage] = self.service.timings[stage]
+                self.made[stage] = self.service.made[stage]
         return samples
 
     # ---------------------------------------------------------------------------------------- refine
@@ -204,11 +199,7 @@ class Evaluation:
                                 tokens=counter.count(caption), token_limit=target.token_limit,
                                 token_counter=counter.description), False)]
 
-    # ---------------------------------------------------------------------------------------- render
-
-    def _video_key(self, backend: Compared, request: SampleRequest) -> str:
-        return key(kind="video", backend=backend.spec.identity(), device=self._device, dtype=self.dtype,
-                   request=asdict(request), **eight_bit_part(backend_class(backend.spec.name).info.eight_bit))
+    # ---------------------------------------------------------------------------- render and judge
 
     def _plan(self, refinements: dict) -> list[Sample]:
         samples = []
@@ -220,109 +211,28 @@ class Evaluation:
                     for seed in self.settings.seeds:
                         request = self.settings.request(prompt, seed)
                         samples.append(Sample(spec.label, backend.label, caption, seed, prompt, refinement,
-                                              self._video_key(backend, request)))
+                                              self.service.video_key(backend.spec, request)))
         return samples
 
     def _render(self, samples: list[Sample]) -> None:
         for backend in self.backends:
             own = [s for s in samples if s.backend == backend.label]
-            missing: dict[str, SampleRequest] = {}
-            for sample in own:
-                stored = self.cache.get_video(sample.video)
-                if stored is None:
-                    missing.setdefault(sample.video, self.settings.request(sample.prompt, sample.seed))
-            errors: dict[str, str] = {}
-            if missing:
-                started = time.perf_counter()
-                try:
-                    errors = self._render_missing(backend, missing)
-                finally:
-                    _free_memory()
-                    self.timings["render"][backend.label] = time.perf_counter() - started
-            for sample in own:
-                stored = self.cache.get_video(sample.video)
-                if stored is not None:
-                    sample.video_path, sample.render_seconds = str(stored[0]), stored[1].get("seconds")
-                    if "token_limit" in stored[1]:  # records from before it was kept have none
-                        self.token_limits.setdefault(backend.label, stored[1]["token_limit"])
-                else:
-                    sample.render_error = errors.get(sample.video, "not rendered")
-
-    def _render_missing(self, backend: Compared, missing: dict[str, SampleRequest]) -> dict[str, str]:
-        """Render every missing video back to back; returns the errors of those that failed."""
-        model = backend.spec.open()
-        self.token_limits[backend.label] = model.token_limit
-        # what this model cannot render fails now, as bad arguments; every video shares these settings
-        settings = model.settings(next(iter(missing.values())))
-        errors: dict[str, str] = {}
-        # Videos are encoded and stored on a thread of their own while the next one renders (the encoder
-        # leaves the GIL); leaving the block waits for every write, cancelled or not, so the cache holds
-        # whole entries only.
-        with self.bars(f"rendering ({backend.label})", "video") as bar, ThreadPoolExecutor(1) as writer:
-            writes = []
-            for done, (video_key, request) in enumerate(missing.items(), 1):
-                began = time.perf_counter()
-                try:
-                    video = model.sample(request)
-                except Cancelled:
-                    raise
-                except Exception as error:  # one prompt's failure (KeyboardInterrupt is not an Exception)
-                    errors[video_key] = f"{type(error).__name__}: {error}"
-                    self.warn(f"{backend.label} failed to render {request.prompt!r} (seed {request.seed}): "
-                              f"{errors[video_key]}")
-                    if len(errors) == done >= FAILED_START:
-                        raise RenderError(f"{backend.label} failed its first {done} renders, the last with "
-                                          f"{errors[video_key]}") from error
-                else:
-                    seconds = time.perf_counter() - began
-                    writes.append(writer.submit(self.cache.put_video, video_key, video.frames, video.fps, {
-                        "backend": backend.spec.name, "token_limit": model.token_limit, "prompt": request.prompt,
-                        "seed": request.seed, "settings": settings, "seconds": seconds}, eight_bit=model.eight_bit))
-                    self.made["render"] += 1
-                if bar:
-                    bar(done, len(missing))
-            for write in writes:
-                write.result()  # a failed write is the run's error, as it was before it moved to the thread
-        return errors
-
-    # ----------------------------------------------------------------------------------------- judge
+            videos = self.service.videos(backend.spec, [self.settings.request(s.prompt, s.seed) for s in own],
+                                         label=backend.label)
+            for sample, video in zip(own, videos):
+                sample.video_path = str(video.path) if video.path else None
+                sample.render_error = video.error
+                if video.record is not None:
+                    sample.render_seconds = video.record.get("seconds")
+                    if "token_limit" in video.record:  # records from before it was kept have none
+                        self.token_limits.setdefault(backend.label, video.record["token_limit"])
 
     def _judge(self, samples: list[Sample]) -> None:
-        judge_identity = self.judge.identity() | self._placement(self.judge)
-        keys = {id(s): key(kind="score", judge=judge_identity, video=s.video, caption=s.caption)
-                for s in samples if s.video_path}
-        missing: dict[str, tuple[str, str]] = {}
-        for sample in samples:
-            if id(sample) in keys and self.cache.get("score", keys[id(sample)]) is None:
-                missing.setdefault(keys[id(sample)], (sample.video_path, sample.caption))
-        if missing:
-            started = time.perf_counter()
-            try:
-                self._judge_missing(missing)
-            finally:
-                self.timings["judge"]["judge"] = time.perf_counter() - started
-        for sample in samples:
-            if id(sample) in keys:
-                sample.score = self.cache.get("score", keys[id(sample)])
-
-    def _judge_missing(self, missing: dict[str, tuple[str, str]]) -> None:
-        judge = self.judge.open()
-        items, size = list(missing.items()), self.judge_batch_size
-        try:
-            with self.bars("judging", "video") as bar:
-                for start in range(0, len(items), size):
-                    batch = items[start:start + size]
-                    began = time.perf_counter()
-                    judgements = judge.judge([path for _, (path, _) in batch], [c for _, (_, c) in batch],
-                                             batch_size=size)
-                    seconds = (time.perf_counter() - began) / len(batch)
-                    for (score_key, _), judgement in zip(batch, judgements):
-                        self.cache.put("score", score_key, judgement.to_dict() | {"seconds": seconds})
-                        self.made["judge"] += 1
-                    if bar:
-                        bar(start + len(batch), len(items))
-        finally:
-            judge.release()
+        rendered = [s for s in samples if s.video_path]
+        videos = [VideoResult(s.video, s.video_path, None) for s in rendered]
+        for sample, score in zip(rendered, self.service.scores(self.judge, list(zip(videos, [s.caption for s in
+                                                                                           rendered])))):
+            sample.score, sample.judge_error = score.record, score.error
 
 
 def _device_name(device: str) -> str:
@@ -330,12 +240,3 @@ def _device_name(device: str) -> str:
 
     return str(resolve_device(device))
 
-
-def _free_memory() -> None:
-    """Give the memory of the video model just dropped back before the next stage loads its own (backends
-    have no `release`; refiners and judges free their own)."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -4,14 +4,22 @@ like: one module and one entry point, with no change to the nodes, the CLI or ph
 
 Its "weights" are one safetensors file holding a colour palette; a video is a seeded random walk over
 that palette, different for every prompt and seed. Its "text encoder" reads 8 words.
+
+For the tests of work in other processes (Ray workers), where a monkeypatch does not reach, two environment
+variables: PHYPROMPT_TOY_RENDER_LOG names a file that gets a line "prompt<TAB>seed" per finished render, and
+PHYPROMPT_TOY_HOLD names a file that, while it exists, holds the render whose "prompt<TAB>seed" it contains — in
+the first process to reach it (which claims it by writing its pid to a file of the same name plus ".claimed"):
+given again to another worker, the same render goes through.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from phyprompt.video import (BackendInfo, EightBit, LoadOption, SampleRequest, Setting, SingleFile, Video, VideoBackend,
@@ -58,7 +66,10 @@ class ToyBackend(VideoBackend):
     def load(cls, path, *, dtype="auto", device="auto", load_on=None, brightness="normal"):
         if not os.path.isfile(path):
             raise VideoModelError(f"toy model file not found: {path}")
-        return cls(load_file(path)["palette"], brightness)
+        try:
+            return cls(load_file(path)["palette"], brightness)
+        except (OSError, KeyError, ValueError, SafetensorError) as error:
+            raise VideoModelError(f"{path} is not a toy model: {error}") from None
 
     @classmethod
     def load_token_counter(cls, path):
@@ -86,6 +97,7 @@ class ToyBackend(VideoBackend):
             raise VideoSettingsError("toy sizes are multiples of 8")
 
     def sample(self, request: SampleRequest, progress=None) -> Video:
+        _hold(request)
         settings = self.settings(request)
         digest = hashlib.sha256(f"{request.prompt}\n{request.seed}\n{settings['scheduler']}".encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
@@ -96,7 +108,36 @@ class ToyBackend(VideoBackend):
             picks = (picks + torch.randint(2, shape, generator=generator)) % len(colours)
             if progress is not None:
                 progress(step + 1, settings["steps"])
+        _log(request)
         return Video(frames=(colours[picks] * self.scale).clamp(0, 1).float(), fps=self.info.fps)
+
+
+def _hold(request: SampleRequest) -> None:
+    hold = os.environ.get("PHYPROMPT_TOY_HOLD")
+    claimed = False
+    while hold and os.path.exists(hold):
+        try:
+            with open(hold, encoding="utf-8") as handle:
+                if handle.read() != f"{request.prompt}\t{request.seed}":
+                    return
+        except FileNotFoundError:
+            return
+        if not claimed:
+            try:
+                claim = os.open(hold + ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(claim, str(os.getpid()).encode())
+                os.close(claim)
+            except FileExistsError:
+                return  # another process holds this render
+            claimed = True
+        time.sleep(0.05)
+
+
+def _log(request: SampleRequest) -> None:
+    log = os.environ.get("PHYPROMPT_TOY_RENDER_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{request.prompt}\t{request.seed}\n")
 
 
 def write_toy_model(folder: str | os.PathLike, seed: int = 0) -> str:

@@ -55,4 +55,13 @@ class RewardArguments:
     render_height: int | None = field(default=None, metadata={"help": "reward-time height (default: official)"})
     render_seed: int = field(default=0, metadata={"help": "the seed every reward render uses"})
     render_batch_size: int = field(default=4, metadata={"help": "rewrites the backend renders at once"})
+    judge_batch_size: int = field(default=4, metadata={"help": "videos the judge scores at once"})
+    video_service: str | None = field(
+        default=None, metadata={"help": "where videos are rendered and judged: unset, in each training process on "
+                                        "its own GPU; 'auto' or a Ray head's HOST:PORT, on a pool of Ray workers "
+                                        "with GPUs of their own (pip install 'phyprompt[ray]'; docs/ray.md)"})
+    video_workers: int | None = field(default=None, metadata={
+        "help": "Ray workers per training process (default: one per GPU of the cluster)"})
+    video_worker_gpus: float | None = field(default=None, metadata={
+        "help": "GPUs per Ray worker; a fraction shares one (default: 1 when the cluster has GPUs)"})
     reward_cache_dir: str = field(default="runs/reward-cache", metadata={"help": "videos and scores by content hash"})

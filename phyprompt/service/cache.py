@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..infra.files import write_text_atomic
+from ..infra.files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,19 @@ class Cache:
         path = self.path(kind, key, record.get("suffix", ".mp4"))
         return (path, record) if path.is_file() else None
 
-    def put_video(self, key: str, frames, fps: float, record: dict | None = None, *, suffix: str = ".mp4",
-                  kind: str = "video", **writer_options) -> tuple[Path, dict]:
-        """Write `frames` ([T, H, W, 3], see `video.writer.write_video`) as the video of `key`, then its
-        record (`record` plus the suffix and fps); returns the file's path and the record stored."""
-        from ..video.writer import write_video  # numpy and the encoders only when a video is stored
+    def put_video(self, key: str, data: bytes, fps: float, record: dict | None = None, *, suffix: str = ".mp4",
+                  kind: str = "video") -> tuple[Path, dict]:
+        """Store a video file's bytes (written by the one video writer, here or in a worker elsewhere) as the
+        video of `key`, then its record (`record` plus the suffix and fps); returns the file's path and the
+        record stored."""
+        with atomic_path(self.path(kind, key, suffix)) as partial:
+            partial.write_bytes(data)
+        return self.path(kind, key, suffix), self._put_video_record(key, kind, record, suffix, fps)
 
-        path = write_video(frames, fps, self.path(kind, key, suffix), **writer_options)
+    def _put_video_record(self, key: str, kind: str, record: dict | None, suffix: str, fps: float) -> dict:
         record = {**(record or {}), "suffix": suffix, "fps": float(fps)}
         self.put(kind, key, record)
-        return path, record
+        return record
 
 
 def _normalised(value: Any) -> Any:
