@@ -75,6 +75,9 @@ class Worker:
     and kept until a call names another."""
 
     def __init__(self):
+        from ..infra.console import quiet_libraries
+
+        quiet_libraries()  # a worker's loading bars would interleave in the driver's terminal
         self.held = Held()
 
     def where(self) -> str:
