@@ -20,6 +20,7 @@ import dataclasses
 import os
 import socket
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ from .work import Failed, Held, encode, judge_batch, render_batch
 
 #: how long to wait for a cluster's address to answer before saying it does not (Ray itself waits minutes)
 CONNECT_SECONDS = 5.0
+#: calls in flight per worker: one on the model, the next waiting for it (while the last one's videos encode)
+CALLS_PER_WORKER = 2
 
 
 class ClusterError(RuntimeError):
@@ -71,14 +74,16 @@ def _answers(address: str) -> None:
 
 
 class Worker:
-    """One worker of the pool (a Ray actor): holds at most one backend and one judge, loaded on first use
-    and kept until a call names another."""
+    """One worker of the pool (a Ray actor with two calls at a time): holds at most one backend and one judge,
+    loaded on first use and kept until a call names another. The model runs one call at a time; a video is
+    encoded outside that lock, so the next batch renders while the last one encodes (as in process)."""
 
     def __init__(self):
         from ..infra.console import quiet_libraries
 
         quiet_libraries()  # a worker's loading bars would interleave in the driver's terminal
         self.held = Held()
+        self.model_lock = threading.Lock()
 
     def where(self) -> str:
         import ray
@@ -88,26 +93,29 @@ class Worker:
 
     def open(self, family: str, spec, probe: SampleRequest | None = None) -> None:
         """Load `spec` (and check the run's settings on a backend) now."""
-        model = self.held.get(family, spec)
-        if probe is not None:
-            model.settings(probe)
+        with self.model_lock:
+            model = self.held.get(family, spec)
+            if probe is not None:
+                model.settings(probe)
 
     def render(self, spec: BackendSpec, requests: list[SampleRequest]) -> list:
-        model = self.held.get("backend", spec)
-        videos, seconds = render_batch(model, requests)
+        with self.model_lock:
+            model = self.held.get("backend", spec)
+            videos, seconds = render_batch(model, requests)
         return [video if isinstance(video, Failed) else encode(model, request, video, seconds)
                 for request, video in zip(requests, videos)]
 
     def judge(self, spec: JudgeSpec, videos: list[tuple[bytes, str, str]], batch_size: int) -> list:
         """Score record (or Failed) per (file bytes, suffix, caption)."""
-        judge = self.held.get("judge", spec)
         with tempfile.TemporaryDirectory(prefix="phyprompt-judge-") as folder:
             paths = []
             for i, (data, suffix, _) in enumerate(videos):
                 path = Path(folder) / f"{i}{suffix}"
                 path.write_bytes(data)
                 paths.append(str(path))
-            return judge_batch(judge, paths, [caption for _, _, caption in videos], batch_size)
+            with self.model_lock:
+                judge = self.held.get("judge", spec)
+                return judge_batch(judge, paths, [caption for _, _, caption in videos], batch_size)
 
 
 class RayPool:
@@ -196,6 +204,7 @@ class RayPool:
             return
         remote = self.ray.remote(Worker).options(
             num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_restarts=0,
+            max_concurrency=CALLS_PER_WORKER,
             runtime_env={"env_vars": {"PYTHONPATH": _worker_path()}})
         self.actors = [remote.remote() for _ in range(self.size)]
 
@@ -231,7 +240,7 @@ class RayPool:
         goes to the others. Leaving early (a cancel, an error) stops the pool's work in flight."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        queue, idle, finished = deque(batches), list(self.actors), False
+        queue, idle, finished = deque(batches), list(self.actors) * CALLS_PER_WORKER, False
         try:
             while queue or self.in_flight:
                 while queue and idle:
@@ -248,7 +257,9 @@ class RayPool:
                 try:
                     results = self.ray.get(ready[0])
                 except RayActorError as error:
-                    self._lost(actor, error)
+                    if actor in self.actors:  # its other call in flight fails the same way: said once
+                        self._lost(actor, error)
+                    idle = [a for a in idle if a is not actor]
                     queue.appendleft(batch)
                     continue
                 except RayTaskError as error:  # the whole call failed (not one item): every item of it failed

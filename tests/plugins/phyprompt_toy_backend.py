@@ -47,8 +47,8 @@ class ToyBackend(VideoBackend):
             Setting("steps", 4, 1, 100, help="Walk steps."),
             Setting("guidance", 1.0, 0.0, 10.0, step=0.5),
             Setting("frames", 6, 1, 64),
-            Setting("width", 24, 8, 256, step=8),
-            Setting("height", 16, 8, 256, step=8),
+            Setting("width", 24, 8, 1024, step=8),  # up to the real models' frames, for benchmarks
+            Setting("height", 16, 8, 1024, step=8),
         ),
         schedulers=("walk", "jump"),
         fps=12.0,
