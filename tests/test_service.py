@@ -243,6 +243,29 @@ def test_a_model_a_worker_cannot_load_is_one_error_before_any_work(cluster, mode
     assert err.count("error:") == 1
 
 
+def test_pools_sharing_a_cluster_split_it_and_a_pool_with_no_room_says_so(cluster, models, renders, monkeypatch):
+    """The default size is the cluster's share of each pool (one per training process); a pool whose workers
+    the cluster cannot place (another holds its CPUs) is a ClusterError, not a wait for ever."""
+    from phyprompt.service import ray_pool
+    from phyprompt.video.backend import SampleRequest
+    from phyprompt.video.spec import BackendSpec
+
+    assert ray_pool.RayPool().size == 2 and ray_pool.RayPool(sharing=2).size == 1
+    spec = BackendSpec.build("toy", models["toy"], device="cpu")
+    jobs = [("a", SampleRequest(prompt="a ball", seed=0, frames=2)), ("b", SampleRequest(prompt="a cup", seed=0,
+                                                                                         frames=2))]
+    first = ray_pool.RayPool(workers=2)
+    try:
+        assert sorted(k for k, _ in first.render(spec, jobs, 1)) == ["a", "b"]  # holds both CPUs, kept loaded
+        monkeypatch.setattr(ray_pool, "PLACE_SECONDS", 3.0)
+        second = ray_pool.RayPool(workers=1)
+        with pytest.raises(ray_pool.ClusterError, match="placed no worker in 3 s: .*free now: 0 GPUs, 0 CPUs"):
+            list(second.render(spec, jobs, 1))
+        assert len(renders()) == 2
+    finally:
+        first.close()
+
+
 # --------------------------------------------------------------------------- the GRPO video reward
 
 REWRITES = [format_output("x", "A red ball rolls down a ramp, pulled by gravity."), "no answer here",

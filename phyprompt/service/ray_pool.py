@@ -32,6 +32,8 @@ from .work import Failed, Held, encode, judge_batch, render_batch
 
 #: how long to wait for a cluster's address to answer before saying it does not (Ray itself waits minutes)
 CONNECT_SECONDS = 5.0
+#: how long workers may wait for the cluster to place them (free GPUs/CPUs) before that is an error
+PLACE_SECONDS = 300.0
 #: calls in flight per worker: one on the model, the next waiting for it (while the last one's videos encode)
 CALLS_PER_WORKER = 2
 
@@ -121,11 +123,12 @@ class Worker:
 class RayPool:
     """`workers` workers on the cluster at `address` (see `connect`), each with `gpus_per_worker` GPUs (a
     fraction shares one; default: 1 when the cluster has GPUs, else the workers run on CPUs) and
-    `cpus_per_worker` CPUs. `workers` defaults to as many as the cluster's GPUs (or CPUs) hold. Workers start on
-    first use and stay until `close` (or the end of this process)."""
+    `cpus_per_worker` CPUs. `workers` defaults to as many as the cluster's GPUs (or CPUs) hold, divided among
+    the `sharing` pools that use the cluster at once (one per training process). Workers start on first use
+    and stay until `close` (or the end of this process)."""
 
     def __init__(self, address: str | None = "auto", *, workers: int | None = None,
-                 gpus_per_worker: float | None = None, cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float | None = None, cpus_per_worker: float = 1.0, sharing: int = 1,
                  warn: Callable[[str], None] = lambda message: None):
         self.ray = connect(address)
         self.warn = warn
@@ -137,7 +140,7 @@ class RayPool:
             raise ClusterError(f"the Ray cluster has no GPUs (it has {cpus:g} CPUs), and each worker asks for "
                                f"{self.gpus_per_worker:g}: add GPU nodes, or run the workers on CPUs")
         fit = int(gpus // self.gpus_per_worker) if self.gpus_per_worker else int(cpus // max(self.cpus_per_worker, 1))
-        self.size = workers if workers is not None else max(1, fit)
+        self.size = workers if workers is not None else max(1, fit // max(1, sharing))
         if self.size < 1:
             raise ClusterError(f"a pool needs at least one worker, not {self.size}")
         if self.size * self.gpus_per_worker > gpus or self.size * self.cpus_per_worker > cpus:
@@ -219,7 +222,7 @@ class RayPool:
         for actor, opened in opening.items():
             try:
                 if actor in placing:
-                    self._where[actor] = self.ray.get(placing[actor])
+                    self._where[actor] = self._placed(placing[actor])
                 self.ray.get(opened)
             except RayActorError as error:
                 self._lost(actor, error)
@@ -234,6 +237,22 @@ class RayPool:
                 raise located from None
         if not self.actors:
             raise ClusterError("every worker of the Ray pool died while loading the models")
+
+    def _placed(self, where) -> str:
+        """Where a new worker runs, once the cluster has placed it; a ClusterError when it cannot (its GPUs
+        or CPUs are taken by other jobs) rather than waiting for ever."""
+        from ray.exceptions import GetTimeoutError
+
+        try:
+            return self.ray.get(where, timeout=PLACE_SECONDS)
+        except GetTimeoutError:
+            free = self.ray.available_resources()
+            self.close()
+            raise ClusterError(
+                f"the Ray cluster placed no worker in {PLACE_SECONDS:g} s: its GPUs or CPUs are taken by other "
+                f"jobs (free now: {free.get('GPU', 0):g} GPUs, {free.get('CPU', 0):g} CPUs, each worker asks for "
+                f"{self.gpus_per_worker:g} GPU and {self.cpus_per_worker:g} CPU): ask for fewer workers, or "
+                "wait for the others") from None
 
     def _map(self, batches: list[list], submit) -> Iterator[tuple[str, object]]:
         """Each (key, result) of `batches`, fed to the workers as they free up; a batch whose worker died

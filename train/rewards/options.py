@@ -61,7 +61,7 @@ class RewardArguments:
                                         "its own GPU; 'auto' or a Ray head's HOST:PORT, on a pool of Ray workers "
                                         "with GPUs of their own (pip install 'phyprompt[ray]'; docs/ray.md)"})
     video_workers: int | None = field(default=None, metadata={
-        "help": "Ray workers per training process (default: one per GPU of the cluster)"})
+        "help": "Ray workers per training process (default: the cluster's GPUs, shared among the processes)"})
     video_worker_gpus: float | None = field(default=None, metadata={
         "help": "GPUs per Ray worker; a fraction shares one (default: 1 when the cluster has GPUs)"})
     reward_cache_dir: str = field(default="runs/reward-cache", metadata={"help": "videos and scores by content hash"})

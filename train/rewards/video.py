@@ -50,6 +50,7 @@ class VideoScorer:
 
             executor, device = RayPool(options.video_service, workers=options.video_workers,
                                        gpus_per_worker=options.video_worker_gpus,
+                                       sharing=int(os.environ.get("WORLD_SIZE", "1")),
                                        warn=lambda message: log.warning("video reward: %s", message)), "auto"
         else:
             executor, device = InProcess(keep_loaded=True), rank_device()
