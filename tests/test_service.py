@@ -214,6 +214,14 @@ def test_an_unreachable_cluster_is_one_clear_error_in_seconds(models, tmp_path):
     assert not (tmp_path / "out" / "cache" / "video").exists()
 
 
+def test_without_ray_installed_only_the_ray_option_asks_for_it(models, renders, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does where it is not installed
+    code, err = evaluate(models, tmp_path / "ray", "--ray", capsys=capsys)
+    assert code == 1 and "needs Ray: pip install 'phyprompt[ray]'" in err and renders() == []
+    code, err = evaluate(models, tmp_path / "here", capsys=capsys)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--ray-gpus", "1"), "the Ray cluster has no GPUs (it has 2 CPUs), and each worker asks for 1"),
     (("--ray-workers", "3"), "3 workers with 0 GPU and 1 CPU each do not fit the Ray cluster (0 GPUs, 2 CPUs)"),
