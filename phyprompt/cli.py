@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(refine)
     refine.add_argument("--quantization", choices=QUANTIZATIONS)  # left out: none, or the kind's own
     refine.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    refine.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_output_options(refine, "no progress bar")
     _add_endpoint_options(refine, "--model")
     _add_refiner_kind(refine, ("adapter", "merge_adapter", "quantization", *_REFINER_OPTIONS))
 
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="N")
     generate.add_argument("--temperature", type=_non_negative(" (greedy)"), default=0.0,
                           help="the refiner's sampling temperature; 0 = greedy (default)")
-    generate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output_options(generate, "no progress bars")
     _add_endpoint_options(generate, "--refiner")
     _add_refiner_kind(generate, ("adapter", *_REFINER_OPTIONS))
 
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="videos judged at once (default: 1)")
     _add_model_options(judge)
     judge.add_argument("--json", action="store_true", help="print one JSON object per video")
-    judge.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_output_options(judge, "no progress bar")
     server = judge.add_argument_group("judge on a server", "An OpenAI-compatible server with image input (vLLM, "
                                       "llama.cpp, Ollama, OpenAI) at --judge URL; frames are sent as images.")
     server.add_argument("--model", metavar="NAME", help="the model the server serves, e.g. qwen2.5vl:7b")
@@ -382,7 +382,7 @@ def _add_eval_parser(commands, backends: dict) -> argparse.ArgumentParser:
                           help="bootstrap resamples for the 95%% intervals (default: 10000)")
     evaluate.add_argument("--examples", type=int, default=3, metavar="N",
                           help="side-by-side videos per refiner and backend in the report (default: 3)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output_options(evaluate, "no progress bars")
     ray = evaluate.add_argument_group(
         "on a Ray cluster", "Render and judge on a pool of workers (pip install 'phyprompt[ray]'); refining stays "
         "here. The cache stays here too: workers need the models at the same paths (see docs/ray.md).")
@@ -394,6 +394,12 @@ def _add_eval_parser(commands, backends: dict) -> argparse.ArgumentParser:
     ray.add_argument("--ray-gpus", type=_non_negative("; workers on CPUs"), metavar="G",
                      help="GPUs per worker; a fraction shares a GPU (default: 1 when the cluster has GPUs)")
     return evaluate
+
+
+def _add_output_options(command: argparse.ArgumentParser, quiet: str) -> None:
+    command.add_argument("--quiet", action="store_true", help=quiet)
+    command.add_argument("--verbose", action="store_true",
+                         help="also the libraries' own loading bars and notices (transformers, diffusers)")
 
 
 def _add_convert_parser(commands, backends: dict) -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ for path in (str(REPO), str(TESTS), str(PLUGINS)):
 # Nothing in the suite may reach the network: every model is built at test time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The built-in refiner is prepared once per run, in a folder of the run's own (never the user's ~/.cache).
+os.environ["PHYPROMPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="phyprompt-test-cache-")
 
 
 @pytest.fixture(scope="session")

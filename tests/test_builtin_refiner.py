@@ -2,7 +2,9 @@
 phyprompt/builtin/): real weights, real generation, through the library and the CLI (the node: test_comfyui)."""
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +14,9 @@ from safetensors import safe_open
 from conftest import REPO
 from phyprompt.refiners import RefinerLoadError
 from phyprompt.refiners.builtin import ADAPTER_DIR, BUILTIN_LABEL, BUILTIN_MODEL
+from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer, resolve_builtin
 from phyprompt.refiners.local import LocalRefiner
+from phyprompt.refiners.prepared import is_prepared, prepared_folder
 
 PROMPT = "a cat jumps onto a table"
 # the adapter answers in about 100-200 tokens; SmolLM2 writes ~18 tokens/s on 2 cores
@@ -37,7 +41,7 @@ def test_the_shipped_adapter_is_small_safetensors_with_a_model_card():
 
 
 def test_the_builtin_refiner_writes_a_prompt_the_parser_accepts(builtin):
-    assert builtin.name == BUILTIN_LABEL and builtin.spec.adapter == ADAPTER_DIR
+    assert builtin.name == BUILTIN_LABEL
     [result] = builtin.refine(PROMPT, "cogvideox", max_new_tokens=MAX_NEW_TOKENS)
     assert result.ok, result.report()
     assert result.prompt != PROMPT and result.reasoning
@@ -57,12 +61,60 @@ def test_the_builtin_refiner_has_its_own_adapter(tmp_path):
         assert run.returncode == 2 and "the built-in refiner brings its own adapter: drop --adapter" in run.stderr
 
 
-def test_the_cli_uses_the_builtin_refiner_by_default():
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    run = subprocess.run([sys.executable, "-m", "phyprompt", "refine", PROMPT, "--json",
-                          "--max-new-tokens", str(MAX_NEW_TOKENS)], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout)
-    assert result["ok"] and result["prompt"] != PROMPT, result["report"]
-    assert "the built-in refiner is a 135M-parameter demonstration" in run.stderr
+def test_the_cli_uses_the_builtin_refiner_by_default_prepared_on_its_first_run(tmp_path):
+    """The first run says it prepares the built-in (and shows the de-quantising as it goes), the second loads
+    it prepared and shows none of the libraries' own bars; both answer the same, without warnings."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PHYPROMPT_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, "-m", "phyprompt", "refine", PROMPT, "--json",
+                            "--max-new-tokens", str(MAX_NEW_TOKENS)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout)
+        assert result["ok"] and result["prompt"] != PROMPT, result["report"]
+        assert "the built-in refiner is a 135M-parameter demonstration" in run.stderr
+        for noise in ("Loading weights", "Warning"):
+            assert noise not in run.stderr, run.stderr
+    assert "preparing the built-in refiner once" in runs[0].stderr
+    assert "preparing" not in runs[1].stderr and "de-quantizing" not in runs[1].stderr and "it/s" not in runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout
+
+
+def test_the_prepared_builtin_answers_as_its_sources(builtin):
+    """Prepared (de-quantised, adapter merged, saved): the same greedy answer as the GGUF file with the
+    adapter applied at load, as every run did before."""
+    sources = resolve_builtin(LoadSpec(model=BUILTIN_MODEL, device="cpu"))
+    assert builtin.spec.model == str(prepared_folder(sources)[0]) and builtin.spec.adapter is None
+    unprepared = LocalRefiner(*load_model_and_tokenizer(sources), spec=sources)
+    [prepared_answer] = builtin.refine(PROMPT, "lavie", max_new_tokens=MAX_NEW_TOKENS)
+    [source_answer] = unprepared.refine(PROMPT, "lavie", max_new_tokens=MAX_NEW_TOKENS)
+    assert prepared_answer.raw == source_answer.raw and prepared_answer.ok
+
+
+def test_a_stale_or_damaged_prepared_builtin_is_prepared_again(builtin, tmp_path, monkeypatch, caplog):
+    sources = resolve_builtin(LoadSpec(model=BUILTIN_MODEL, device="cpu"))
+    monkeypatch.setenv("PHYPROMPT_CACHE_DIR", str(tmp_path))
+    folder = prepared_folder(sources)[0]
+    shutil.copytree(builtin.spec.model, folder)  # the run's prepared copy (the fixture made it), to damage here
+    with caplog.at_level(logging.INFO, logger="phyprompt.refiners.prepared"):
+        LocalRefiner.load(BUILTIN_MODEL, device="cpu")
+        assert "preparing" not in caplog.text  # prepared: loaded as it is
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: 1 << 20])  # cut short, as a full disk would leave it
+        refiner = LocalRefiner.load(BUILTIN_MODEL, device="cpu")
+        assert "did not load" in caplog.text and "preparing the built-in refiner once" in caplog.text
+    assert refiner.refine(PROMPT, max_new_tokens=8)
+    record = json.loads((folder / "prepared.json").read_text())
+    record["sources"]["adapter"] = "another adapter"  # what a new package version's adapter looks like
+    (folder / "prepared.json").write_text(json.dumps(record))
+    assert not is_prepared(sources)
+
+
+def test_a_cache_that_cannot_be_written_loads_the_builtin_from_its_sources(tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("PHYPROMPT_CACHE_DIR", str(blocked))
+    with caplog.at_level(logging.WARNING, logger="phyprompt.refiners.prepared"):
+        refiner = LocalRefiner.load(BUILTIN_MODEL, device="cpu")
+    assert "could not save the prepared built-in refiner" in caplog.text and "PHYPROMPT_CACHE_DIR" in caplog.text
+    assert refiner.spec.adapter == ADAPTER_DIR and refiner.refine(PROMPT, max_new_tokens=8)

@@ -345,3 +345,11 @@ def test_a_batch_bar_counts_steps_not_tokens(tiny_refiner_dir, tmp_path):
     run = phyprompt("refine", "--file", str(prompts), "--model", tiny_refiner_dir, "--max-new-tokens", "6",
                     "--batch-size", "1")
     assert "tok/s" in run.stderr and "step/s" not in run.stderr
+
+
+def test_the_libraries_own_bars_show_only_with_verbose(tiny_refiner_dir):
+    quiet = phyprompt("refine", "a cat jumps", "--model", tiny_refiner_dir, "--max-new-tokens", "4")
+    verbose = phyprompt("refine", "a cat jumps", "--model", tiny_refiner_dir, "--max-new-tokens", "4", "--verbose")
+    assert quiet.returncode == verbose.returncode == 3, quiet.stderr + verbose.stderr  # the tiny model: fallback
+    assert "Loading weights" in verbose.stderr and "Loading weights" not in quiet.stderr
+    assert "refining" in quiet.stderr  # our own bar stays

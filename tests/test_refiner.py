@@ -514,7 +514,10 @@ def test_a_looping_model_is_stopped_early_and_falls_back(looping_refiner, temper
     steps = [done for done, _ in calls[:-1]]  # one call per generated token, then the end
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 48  # not the 512 it was allowed
     assert len(result.raw) < 48 * 4
-    assert calls[-1] == (512, 512)  # progress still completes
+    # progress completes at the steps really taken: the total drops from the 512 allowed, never jumps forward
+    assert calls[0] == (1, 512) and calls[-1] == (48, 48)
+    totals = [total for _, total in calls]
+    assert totals == sorted(totals, reverse=True)
     assert not result.ok and result.prompt == "a cat jumps onto a table"
     assert result.error == "no <prompt> in the answer"
     assert any(n.startswith("stopped early after") and "kept repeating itself" in n for n in result.notes)

@@ -17,29 +17,14 @@ from phyprompt.refiners.builtin import smollm2_gguf
 
 
 def convert_gguf(gguf_path: str, out_dir: str) -> None:
-    """Write a GGUF model out as config.json + safetensors + tokenizer (with its chat template).
-
-    The refiner loader reads the GGUF (dequantised to float). That model's config carries a
-    quantization_config pointing at the .gguf file, so saving it as-is would give a folder that asks
-    for the GGUF again; instead a fresh model is built from a clean copy of the config and the
-    dequantised weights are copied into it.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
+    """Write a GGUF model out as config.json + safetensors + tokenizer (with its chat template)."""
     from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer
+    from phyprompt.refiners.prepared import save_plain
 
-    gguf_model, tokenizer = load_model_and_tokenizer(LoadSpec(model=gguf_path, dtype="fp32", device="cpu"))
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(gguf_model.config).from_dict(config_dict)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(gguf_model.state_dict())
-    model.generation_config = gguf_model.generation_config
+    model, tokenizer = load_model_and_tokenizer(LoadSpec(model=gguf_path, dtype="fp32", device="cpu"))
     # An interrupted conversion must never look finished.
     with atomic_path(out_dir) as partial:
-        model.save_pretrained(partial)  # safetensors
-        tokenizer.save_pretrained(partial)
+        save_plain(model, tokenizer, partial)
 
 
 def main(argv=None) -> int:

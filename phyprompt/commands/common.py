@@ -44,6 +44,7 @@ def open_refiner(args, source: str | None):
         raise RefinerLoadError(_not_found(source, flag, builtin))
     if is_builtin(source) and not args.quiet:
         print(f"phyprompt: note: {DISCLAIMER}", file=sys.stderr)
+        _say_if_preparing()
     try:
         # the command line downloads a hub id when the hub answers (ComfyUI never does)
         return RefinerSpec.of_kind(kind, source, allow_download=True, **options).open()
@@ -52,6 +53,20 @@ def open_refiner(args, source: str | None):
                 f"download it where the hub answers (hf download {error.model}) and run with HF_HUB_OFFLINE=1")
         raise RefinerLoadError(f"{error}; use {flag} DIR (a local folder or .gguf file) or {builtin}, or "
                                f"{then}") from error
+
+
+def _say_if_preparing() -> None:
+    """The first run of the built-in refiner prepares it (refiners/prepared.py): say so before the wait."""
+    from ..refiners.loading import LoadSpec, resolve_builtin
+    from ..refiners.prepared import is_prepared, prepared_folder
+
+    try:
+        spec = resolve_builtin(LoadSpec(model="builtin"))
+    except ValueError:
+        return  # not installed: loading it says how to install it
+    if not is_prepared(spec):
+        print(f"phyprompt: note: preparing the built-in refiner once (de-quantising SmolLM2, merging its adapter; "
+              f"about 15 s), into {prepared_folder(spec)[0]}; later runs load it from there", file=sys.stderr)
 
 
 def _not_found(model: str, flag: str, builtin: str) -> str:

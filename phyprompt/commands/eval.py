@@ -44,7 +44,7 @@ def run(args) -> int:
 
     judge = JudgeSpec.parse(os.path.expanduser(args.judge), model=args.judge_model, frames=args.judge_frames,
                             api_key_env=args.api_key_env, dtype=args.dtype, device=args.device)
-    if args.quiet:
+    if not args.verbose:
         quiet_libraries()
     for note in prompt_set.notes:
         warn(f"{args.prompts}: {note}")

@@ -31,7 +31,7 @@ def run(args) -> int:
 
     if not args.prompt.strip():
         return fail("the prompt is empty: describe the scene you want to see", prog="phyprompt generate")
-    if args.quiet:
+    if not args.verbose:
         quiet_libraries()
     refinement = None
     backend_type = backend_class(args.backend)

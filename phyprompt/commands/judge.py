@@ -38,7 +38,7 @@ def run(args) -> int:
         check_request(args.videos, captions, None, args.batch_size)
     except ValueError as error:  # an empty caption
         return fail(str(error), prog=PROG)
-    if args.quiet:
+    if not args.verbose:
         quiet_libraries()
     from ..judges import JudgeSpec
 

@@ -32,31 +32,39 @@ def run(args) -> int:
         prompts = [args.prompt]
         if not args.prompt.strip():
             return fail("the prompt is empty: describe the scene you want to see", prog=PROG)
-    if args.quiet:
-        quiet_libraries()
+    if not args.verbose:
+        quiet_libraries(video=False)
     refiner = open_refiner(args, args.model)
     options = dict(target=args.target, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                    target_tokenizer=args.target_tokenizer)
-    if refiner.in_process:  # a local model reports generation steps, up to max_new_tokens per batch
+    if refiner.in_process:  # a local model reports generation steps: at most max_new_tokens per batch
         chunk_size = args.batch_size
         options["batch_size"] = args.batch_size
         # a step is one token of one prompt, or one token of each prompt of a batch
         unit = "tok" if min(chunk_size, len(prompts)) == 1 else "step"
-        per_chunk, total = args.max_new_tokens, -(-len(prompts) // chunk_size) * args.max_new_tokens
+        most = args.max_new_tokens
     else:
         # a server gets the whole list in one call: it batches on its own side, and Ollama's keep_alive,
         # applied after each call, would otherwise unload and reload the model between chunks
         chunk_size = len(prompts)
-        unit, per_chunk, total = "prompt", chunk_size, len(prompts)
+        unit, most = "prompt", chunk_size
     chunks = list(_chunks(prompts, chunk_size))
-    refined = 0
+    refined = done = 0
     with progress_bar(args.quiet, "refining", unit) as bar:
         # one batch at a time, printed as soon as it is done, so a long file streams its results (from a
         # local model); line i is refined with seed + i, exactly as a single call over the whole file would
         for index, chunk in enumerate(chunks):
-            offset = index * per_chunk
-            progress = (lambda done, _total, offset=offset: bar(offset + done, total)) if bar else None
-            results = refiner.refine(chunk, seed=args.seed + index * chunk_size, progress=progress, **options)
+            left = (len(chunks) - index - 1) * most  # the most the later chunks may take
+
+            taken = 0  # the steps this chunk took, as its last progress call says
+
+            def progress(step, total, before=done, left=left):
+                nonlocal taken
+                taken = step
+                bar(before + step, before + total + left)
+            results = refiner.refine(chunk, seed=args.seed + index * chunk_size, progress=progress if bar else None,
+                                     **options)
+            done += taken
             refined += sum(result.ok for result in results)
             with bar.cleared() if bar else nullcontext():  # each line on a line of its own, not after the bar
                 _print_results(results, args)

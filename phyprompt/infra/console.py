@@ -73,11 +73,15 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def quiet_libraries() -> None:
-    """Turn off the loading bars transformers and diffusers draw themselves (--quiet)."""
+def quiet_libraries(video: bool = True) -> None:
+    """Turn off the loading bars transformers and (with `video`, for the commands that run video models)
+    diffusers draw themselves: a command line's normal run; `--verbose` keeps them. `refine` leaves
+    diffusers out: importing it only to quiet it would add two seconds to every refine."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+    if not video:
+        return
     try:
         from diffusers.utils import logging as diffusers_logging
     except ImportError:

