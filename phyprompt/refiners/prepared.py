@@ -46,7 +46,11 @@ def prepared_folder(spec: LoadSpec) -> tuple[Path, dict]:
 
 
 def is_prepared(spec: LoadSpec) -> bool:
-    folder, sources = prepared_folder(spec)
+    return _holds(*prepared_folder(spec))
+
+
+def _holds(folder: Path, sources: dict) -> bool:
+    """`folder` is a finished preparation of `sources` (its record, written last, names them)."""
     try:
         return json.loads((folder / RECORD).read_text(encoding="utf-8")).get("sources") == sources
     except (OSError, ValueError):
@@ -57,7 +61,7 @@ def prepare(spec: LoadSpec) -> LoadSpec:
     """The spec that loads the prepared folder (made now if missing or stale), with `spec`'s placement and
     dtype; `spec` itself when the cache cannot be written."""
     folder, sources = prepared_folder(spec)
-    if not is_prepared(spec):
+    if not _holds(folder, sources):
         log.info("preparing the built-in refiner once: de-quantising SmolLM2's GGUF and merging the adapter "
                  "into %s", folder)
         try:
@@ -95,7 +99,8 @@ def save_plain(model, tokenizer, folder: str | os.PathLike) -> None:
 
 def load_prepared(spec: LoadSpec) -> tuple[LoadSpec, tuple]:
     """The built-in's (spec it loads from, (model, tokenizer)): the prepared folder, made first if need be,
-    and made again when it fails to load (a damaged cache)."""
+    and made again when it fails to load (a damaged cache). A run that prepares still loads the result from
+    the folder (a second or two): it answers exactly as every later run will, and a bad save shows at once."""
     from .base import RefinerLoadError
 
     prepared = prepare(spec)

@@ -110,12 +110,9 @@ class Cache:
         record stored."""
         with atomic_path(self.path(kind, key, suffix)) as partial:
             partial.write_bytes(data)
-        return self.path(kind, key, suffix), self._put_video_record(key, kind, record, suffix, fps)
-
-    def _put_video_record(self, key: str, kind: str, record: dict | None, suffix: str, fps: float) -> dict:
         record = {**(record or {}), "suffix": suffix, "fps": float(fps)}
         self.put(kind, key, record)
-        return record
+        return self.path(kind, key, suffix), record
 
 
 def _normalised(value: Any) -> Any:

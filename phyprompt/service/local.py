@@ -15,7 +15,7 @@ from ..infra.devices import resolve_device
 from ..judges.spec import JudgeSpec
 from ..video.backend import SampleRequest
 from ..video.spec import BackendSpec
-from .work import Failed, Held, encode, judge_batch, render_batch
+from .work import Failed, Held, batches, encode, judge_batch, render_batch
 
 
 class InProcess:
@@ -38,24 +38,17 @@ class InProcess:
             model.settings(jobs[0][1])  # what this model cannot render fails now, as bad arguments
             with ThreadPoolExecutor(1) as encoder:
                 waiting: deque[tuple[str, Future]] = deque()
-                for start in range(0, len(jobs), batch_size):
-                    chunk = jobs[start:start + batch_size]
+                for chunk in batches(jobs, batch_size):
                     try:
                         videos, seconds = render_batch(model, [request for _, request in chunk])
                     except BaseException:  # a Ctrl-C mid-render: the videos finished before it are kept
-                        while waiting:
-                            video_key, result = waiting.popleft()
-                            yield video_key, result.result()
+                        yield from _encoded(waiting, every=True)
                         raise
                     for (video_key, request), video in zip(chunk, videos):
-                        waiting.append((video_key, _done(video) if isinstance(video, Failed) else
+                        waiting.append((video_key, _finished(video) if isinstance(video, Failed) else
                                         encoder.submit(encode, model, request, video, seconds)))
-                    while waiting and waiting[0][1].done():
-                        video_key, result = waiting.popleft()
-                        yield video_key, result.result()
-                while waiting:
-                    video_key, result = waiting.popleft()
-                    yield video_key, result.result()
+                    yield from _encoded(waiting)
+                yield from _encoded(waiting, every=True)
         finally:
             self._done()
 
@@ -63,8 +56,7 @@ class InProcess:
               batch_size: int) -> Iterator[tuple[str, object]]:
         judge = self.held.get("judge", spec)
         try:
-            for start in range(0, len(jobs), batch_size):
-                chunk = jobs[start:start + batch_size]
+            for chunk in batches(jobs, batch_size):
                 records = judge_batch(judge, [path for _, path, _ in chunk], [c for _, _, c in chunk], batch_size)
                 yield from zip([score_key for score_key, _, _ in chunk], records)
         finally:
@@ -78,7 +70,15 @@ class InProcess:
             self.held.release()
 
 
-def _done(value) -> Future:
+def _encoded(waiting: deque[tuple[str, Future]], every: bool = False) -> Iterator[tuple[str, object]]:
+    """(key, result) of the encodes at the front of `waiting` that are done; with `every`, of all of them,
+    in order, each waited for."""
+    while waiting and (every or waiting[0][1].done()):
+        video_key, result = waiting.popleft()
+        yield video_key, result.result()
+
+
+def _finished(value) -> Future:
     future: Future = Future()
     future.set_result(value)
     return future

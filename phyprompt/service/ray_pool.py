@@ -28,7 +28,7 @@ from pathlib import Path
 from ..judges.spec import JudgeSpec
 from ..video.backend import SampleRequest, VideoSettingsError
 from ..video.spec import BackendSpec
-from .work import Failed, Held, encode, judge_batch, render_batch
+from .work import Failed, Held, batches, encode, judge_batch, render_batch
 
 #: how long to wait for a cluster's address to answer before saying it does not (Ray itself waits minutes)
 CONNECT_SECONDS = 5.0
@@ -176,8 +176,8 @@ class RayPool:
                batch_size: int) -> Iterator[tuple[str, object]]:
         placed = dataclasses.replace(spec, device=self.device_type(spec.device))
         self._open("backend", placed, jobs[0][1])
-        batches = [list(jobs[i:i + batch_size]) for i in range(0, len(jobs), batch_size)]
-        yield from self._map(batches, lambda actor, batch: actor.render.remote(placed, [r for _, r in batch]))
+        yield from self._map(batches(jobs, batch_size),
+                             lambda actor, batch: actor.render.remote(placed, [r for _, r in batch]))
 
     def judge(self, spec: JudgeSpec, jobs: Sequence[tuple[str, str, str]],
               batch_size: int) -> Iterator[tuple[str, object]]:
@@ -186,12 +186,11 @@ class RayPool:
             device = self.device_type(spec.options.get("device", "auto"))
             placed = dataclasses.replace(spec, options={**spec.options, "device": device})
         self._open("judge", placed)
-        batches = [list(jobs[i:i + batch_size]) for i in range(0, len(jobs), batch_size)]
 
         def submit(actor, batch):
             videos = [(Path(path).read_bytes(), Path(path).suffix, caption) for _, path, caption in batch]
             return actor.judge.remote(placed, videos, batch_size)
-        yield from self._map(batches, submit)
+        yield from self._map(batches(jobs, batch_size), submit)
 
     def close(self) -> None:
         """Stop every worker now (work in flight included); the next call starts new ones."""
@@ -254,12 +253,12 @@ class RayPool:
                 f"{self.gpus_per_worker:g} GPU and {self.cpus_per_worker:g} CPU): ask for fewer workers, or "
                 "wait for the others") from None
 
-    def _map(self, batches: list[list], submit) -> Iterator[tuple[str, object]]:
-        """Each (key, result) of `batches`, fed to the workers as they free up; a batch whose worker died
+    def _map(self, work: list[list], submit) -> Iterator[tuple[str, object]]:
+        """Each (key, result) of the batches of `work`, fed to the workers as they free up; a batch whose worker died
         goes to the others. Leaving early (a cancel, an error) stops the pool's work in flight."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        queue, idle, finished = deque(batches), list(self.actors) * CALLS_PER_WORKER, False
+        queue, idle, finished = deque(work), list(self.actors) * CALLS_PER_WORKER, False
         try:
             while queue or self.in_flight:
                 while queue and idle:

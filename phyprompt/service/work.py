@@ -59,6 +59,11 @@ class Held:
             model.release()
 
 
+def batches(jobs: Sequence, size: int) -> list[list]:
+    """`jobs` in consecutive batches of at most `size`."""
+    return [list(jobs[start:start + size]) for start in range(0, len(jobs), size)]
+
+
 def each_or_alone(work: Callable[[list], Sequence], items: list) -> list:
     """`work(items)`, one result per item; when that raises, each item alone, with a `Failed` in the place
     of an item that still raises."""
