@@ -36,7 +36,7 @@ def test_the_shipped_adapter_is_small_safetensors_with_a_model_card():
     with safe_open(weights, "pt") as f:
         assert any("lora_A" in key for key in f.keys())
     card = open(os.path.join(ADAPTER_DIR, "README.md"), encoding="utf-8").read().lower()
-    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "parse rate", "97%", "not good physics"):
+    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "parse rate", "96%", "blind read", "not good physics"):
         assert fact in card, fact
 
 

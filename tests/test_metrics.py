@@ -60,5 +60,7 @@ def test_format_eval_reports_rates_per_target_and_failures():
     result = evaluate(Scripted(), ["p1", "p2", "p3"], ("cogvideox", "lavie"))
     assert result["per_target"] == {"cogvideox": 1.0, "lavie": 1 / 3} and result["overall"] == 4 / 6
     assert [a["usable"] for a in result["answers"]] == [True] * 4 + [False] * 2
+    assert result["fallback"] == 1 / 6  # only "no tags" fell back; the long one was shortened
     table = format_table("tiny", result, 3)
-    assert table.splitlines()[-2:] == ["| all | 67% |", f"failures: 1× over budget; 1× {answer('no tags').error}"]
+    assert table.splitlines()[-3:] == ["| all | 67% |", "fallback to the original prompt: 17%",
+                                       f"failures: 1× over budget; 1× {answer('no tags').error}"]

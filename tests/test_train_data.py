@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from phyprompt.language.contract import format_output
+from phyprompt.language.prompt_lists import read_prompt_list
 from phyprompt.language.targets import TARGETS
 from train.data.__main__ import main as data_main
 from train.data.builders import SourceFormatError, from_phygenbench, from_videophy2
@@ -22,6 +24,7 @@ from train.data.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_FILES = sorted(glob.glob(str(ROOT / "train" / "data" / "seed_*.jsonl")))
+CONCISE_FILES = sorted(glob.glob(str(ROOT / "train" / "data" / "concise_*.jsonl")))
 
 
 def row(i: int = 1, **changes) -> dict:
@@ -59,9 +62,22 @@ def test_seed_set_is_large_valid_and_covers_every_category_and_target():
     assert {e.source for e in loaded.examples} == {"phyprompt-seed"}
 
 
-def test_heldout_prompts_are_not_in_the_seed_set(capsys):
+def test_the_concise_set_is_valid_and_keeps_its_style():
+    # the built-in's training set: short, number-free answers a 135M model can copy without inventing figures
+    loaded = read_examples(CONCISE_FILES)
+    assert validate(loaded) == [] and len(loaded.examples) >= 500
+    assert {e.source for e in loaded.examples} == {"phyprompt-concise"}
+    assert {"mechanics", "fluids", "deformation", "thermal", "optics", "interactions"} <= {e.category for e in loaded.examples}
+    for example in loaded.examples:
+        assert not re.search(r"\d", example.reasoning + example.refined_prompt), example.id
+        assert len(example.reasoning.split()) <= 50, example.id
+        assert len(example.refined_prompt.split()) <= (75 if example.target == "cogvideox" else 40), example.id
+
+
+def test_heldout_prompts_are_in_no_training_file_and_the_files_share_no_prompt(capsys):
     heldout = ROOT / "train" / "data" / "heldout_prompts.txt"
-    assert data_main(["validate", *SEED_FILES, "--exclude", str(heldout)]) == 0
+    assert len(read_prompt_list(str(heldout))) >= 40
+    assert data_main(["validate", *SEED_FILES, *CONCISE_FILES, "--exclude", str(heldout)]) == 0
 
 
 # --- validator ----------------------------------------------------------------------------------

