@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from safetensors import safe_open
@@ -105,9 +106,23 @@ def test_a_stale_or_damaged_prepared_builtin_is_prepared_again(builtin, tmp_path
         assert "did not load" in caplog.text and "preparing the built-in refiner once" in caplog.text
     assert refiner.refine(PROMPT, max_new_tokens=8)
     record = json.loads((folder / "prepared.json").read_text())
-    record["sources"]["adapter"] = "another adapter"  # what a new package version's adapter looks like
+    record["sources"]["adapter_model.safetensors"] = "other weights"  # what a new package version's adapter looks like
     (folder / "prepared.json").write_text(json.dumps(record))
     assert not is_prepared(sources)
+
+
+def test_the_prepared_folder_follows_the_adapter_weights_not_its_model_card(tmp_path):
+    sources = resolve_builtin(LoadSpec(model=BUILTIN_MODEL, device="cpu"))
+    adapter = shutil.copytree(ADAPTER_DIR, tmp_path / "adapter")
+    copy = LoadSpec(model=sources.model, adapter=str(adapter), device="cpu")
+    assert prepared_folder(copy) == prepared_folder(sources)
+    (adapter / "README.md").write_text("an edited model card")
+    assert prepared_folder(copy) == prepared_folder(sources)
+    retrained = shutil.copytree(ADAPTER_DIR, tmp_path / "retrained")  # a new path: fingerprints are kept per run
+    weights = retrained / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # other weights
+    assert prepared_folder(replace(copy, adapter=str(retrained)))[0] != prepared_folder(sources)[0]
 
 
 def test_a_cache_that_cannot_be_written_loads_the_builtin_from_its_sources(tmp_path, monkeypatch, caplog):

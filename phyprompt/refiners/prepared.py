@@ -2,8 +2,8 @@
 it, saved as a plain safetensors folder in the user's cache, so every later run loads one folder in about a
 second instead of de-quantising and applying the adapter (gguf and peft are not even imported).
 
-The folder is named by the fingerprints of its two sources (`infra.files.fingerprint`, which reads each
-file's size and its first and last MiB) and records them in `prepared.json`: a new package version, a
+The folder is named by the fingerprints of its sources, the GGUF file and the adapter's two files
+(`infra.files.fingerprint`, which reads each file's size and its first and last MiB) and records them in `prepared.json`: a new package version, a
 retrained adapter or another GGUF file prepares a new folder; a folder whose record does not match, or
 whose weights fail to load, is prepared again. Where the cache cannot be written (a read-only home), the
 refiner loads from its sources every time, as before, with one warning.
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 #: where prepared models go: $PHYPROMPT_CACHE_DIR, else $XDG_CACHE_HOME/phyprompt, else ~/.cache/phyprompt
 CACHE_ENV = "PHYPROMPT_CACHE_DIR"
 RECORD = "prepared.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def cache_root() -> Path:
@@ -40,7 +41,10 @@ def cache_root() -> Path:
 def prepared_folder(spec: LoadSpec) -> tuple[Path, dict]:
     """Where the built-in `spec` (its GGUF file and adapter, as `loading.resolve_builtin` gives them) is
     prepared, and the sources' fingerprints its record must hold."""
-    sources = {"gguf": fingerprint(spec.model), "adapter": fingerprint(spec.adapter)}
+    # the adapter's weights and config only: its model card is documentation, and editing it must not make
+    # every user prepare the model again
+    sources = {"gguf": fingerprint(spec.model)} | {
+        name: fingerprint(os.path.join(spec.adapter, name)) for name in ADAPTER_FILES}
     digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / "builtin" / f"smollm2-135m-phyprompt-{digest}", sources
 
