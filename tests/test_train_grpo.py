@@ -430,6 +430,37 @@ def test_the_policy_can_start_from_a_base_and_its_sft_adapter(tiny_refiner_dir, 
     assert all(torch.allclose(one[k], expected[k], atol=1e-6) for k in expected)
 
 
+def test_two_adapters_stack_into_one_that_merges_to_the_same_weights(tiny_refiner_dir, tiny_adapter_dir, tmp_path):
+    """Other ranks, alphas and modules on each side: the stacked adapter is the two merged one after the other."""
+    from peft import PeftModel
+    from support.tiny_refiner import write_tiny_adapter
+    from transformers import AutoModelForCausalLM
+
+    from train.export import ExportError, _stacked_adapter, _write_adapter
+
+    second = write_tiny_adapter(tiny_refiner_dir, tmp_path / "second", seed=2, r=2, lora_alpha=3,
+                                target_modules=["q_proj", "o_proj"])
+    config, tensors = _stacked_adapter(tiny_adapter_dir, second)
+    (tmp_path / "stacked").mkdir()
+    _write_adapter(config, tensors, tmp_path / "stacked", None)
+    assert config["r"] == config["lora_alpha"] == 6 and set(config["target_modules"]) == {"q_proj", "v_proj", "o_proj"}
+
+    def merged(*adapters):
+        model = AutoModelForCausalLM.from_pretrained(tiny_refiner_dir, dtype=torch.float32)
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        return model.state_dict()
+
+    expected, stacked, first_only = merged(tiny_adapter_dir, second), merged(str(tmp_path / "stacked")), merged(tiny_adapter_dir)
+    assert all(torch.allclose(stacked[k], expected[k], atol=1e-5) for k in expected)
+    assert not all(torch.allclose(expected[k], first_only[k], atol=1e-3) for k in expected)  # the second one counts
+
+    dora = json.loads((Path(second) / "adapter_config.json").read_text()) | {"use_dora": True}
+    (Path(second) / "adapter_config.json").write_text(json.dumps(dora))
+    with pytest.raises(ExportError, match=r"not a plain LoRA adapter \(use_dora\)"):
+        _stacked_adapter(tiny_adapter_dir, second)
+
+
 def test_a_stopped_run_resumes_exactly_like_an_uninterrupted_one(trained_refiner_dir, encoder_dir, tmp_path):
     whole = run_grpo(tmp_path / "whole", trained_refiner_dir, encoder_dir)
     run_grpo(tmp_path / "parts", trained_refiner_dir, encoder_dir, steps_before_stop=2)

@@ -84,15 +84,16 @@ def write_tiny_refiner(folder: str | os.PathLike, *, chat_template: str | None =
     return folder
 
 
-def write_tiny_adapter(base_folder: str, folder: str | os.PathLike, seed: int = 1) -> str:
-    """A LoRA adapter for a tiny refiner, with non-zero weights so it changes the output."""
+def write_tiny_adapter(base_folder: str, folder: str | os.PathLike, seed: int = 1, **lora) -> str:
+    """A LoRA adapter for a tiny refiner, with non-zero weights so it changes the output (`lora`: LoraConfig
+    settings other than the default r=4, alpha=8 on q_proj and v_proj)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     folder = os.fspath(folder)
     model = AutoModelForCausalLM.from_pretrained(base_folder)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model = get_peft_model(model, LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]} | lora))
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
