@@ -37,7 +37,8 @@ def test_the_shipped_adapter_is_small_safetensors_with_a_model_card():
     with safe_open(weights, "pt") as f:
         assert any("lora_A" in key for key in f.keys())
     card = open(os.path.join(ADAPTER_DIR, "README.md"), encoding="utf-8").read().lower()
-    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "parse rate", "96%", "blind read", "not good physics"):
+    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "parse rate", "96%", "blind read",
+                 "not good physics"):
         assert fact in card, fact
 
 
@@ -113,16 +114,15 @@ def test_a_stale_or_damaged_prepared_builtin_is_prepared_again(builtin, tmp_path
 
 def test_the_prepared_folder_follows_the_adapter_weights_not_its_model_card(tmp_path):
     sources = resolve_builtin(LoadSpec(model=BUILTIN_MODEL, device="cpu"))
-    adapter = shutil.copytree(ADAPTER_DIR, tmp_path / "adapter")
-    copy = LoadSpec(model=sources.model, adapter=str(adapter), device="cpu")
-    assert prepared_folder(copy) == prepared_folder(sources)
-    (adapter / "README.md").write_text("an edited model card")
-    assert prepared_folder(copy) == prepared_folder(sources)
-    retrained = shutil.copytree(ADAPTER_DIR, tmp_path / "retrained")  # a new path: fingerprints are kept per run
+    # each edit in a copy of its own: fingerprints are kept per path for the run
+    edited = shutil.copytree(ADAPTER_DIR, tmp_path / "edited")
+    (edited / "README.md").write_text("an edited model card")
+    assert prepared_folder(replace(sources, adapter=str(edited))) == prepared_folder(sources)
+    retrained = shutil.copytree(ADAPTER_DIR, tmp_path / "retrained")
     weights = retrained / "adapter_model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # other weights
-    assert prepared_folder(replace(copy, adapter=str(retrained)))[0] != prepared_folder(sources)[0]
+    assert prepared_folder(replace(sources, adapter=str(retrained)))[0] != prepared_folder(sources)[0]
 
 
 def test_a_cache_that_cannot_be_written_loads_the_builtin_from_its_sources(tmp_path, monkeypatch, caplog):

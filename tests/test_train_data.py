@@ -67,7 +67,8 @@ def test_the_concise_set_is_valid_and_keeps_its_style():
     loaded = read_examples(CONCISE_FILES)
     assert validate(loaded) == [] and len(loaded.examples) >= 500
     assert {e.source for e in loaded.examples} == {"phyprompt-concise"}
-    assert {"mechanics", "fluids", "deformation", "thermal", "optics", "interactions"} <= {e.category for e in loaded.examples}
+    categories = {e.category for e in loaded.examples}
+    assert {"mechanics", "fluids", "deformation", "thermal", "optics", "interactions"} <= categories
     for example in loaded.examples:
         assert not re.search(r"\d", example.reasoning + example.refined_prompt), example.id
         assert len(example.reasoning.split()) <= 50, example.id

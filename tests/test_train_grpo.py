@@ -423,8 +423,9 @@ def test_the_policy_can_start_from_a_base_and_its_sft_adapter(tiny_refiner_dir, 
     # kept as an adapter, the two adapters become one (ranks stacked) that merges into the same weights
     kept = export(str(tmp_path / "run"), str(tmp_path / "kept"), keep_adapter=True)
     config = json.loads((kept / "adapter_config.json").read_text())
-    assert config["r"] == config["lora_alpha"] == json.loads((tmp_path / "run" / "adapter_config.json").read_text())["r"] \
-        + json.loads((Path(tiny_adapter_dir) / "adapter_config.json").read_text())["r"]
+    ranks = [json.loads((Path(folder) / "adapter_config.json").read_text())["r"]
+             for folder in (tmp_path / "run", tiny_adapter_dir)]
+    assert config["r"] == config["lora_alpha"] == sum(ranks)
     one = AutoModelForCausalLM.from_pretrained(tiny_refiner_dir, dtype=torch.float32)
     one = PeftModel.from_pretrained(one, str(kept)).merge_and_unload().state_dict()
     assert all(torch.allclose(one[k], expected[k], atol=1e-6) for k in expected)
@@ -451,7 +452,8 @@ def test_two_adapters_stack_into_one_that_merges_to_the_same_weights(tiny_refine
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         return model.state_dict()
 
-    expected, stacked, first_only = merged(tiny_adapter_dir, second), merged(str(tmp_path / "stacked")), merged(tiny_adapter_dir)
+    expected, stacked = merged(tiny_adapter_dir, second), merged(str(tmp_path / "stacked"))
+    first_only = merged(tiny_adapter_dir)
     assert all(torch.allclose(stacked[k], expected[k], atol=1e-5) for k in expected)
     assert not all(torch.allclose(expected[k], first_only[k], atol=1e-3) for k in expected)  # the second one counts
 

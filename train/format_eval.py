@@ -47,8 +47,7 @@ def evaluate(refiner, prompts, targets=TRAINING_TARGETS, max_new_tokens: int = 3
 
 def text_scores(answers: list[dict], options=None) -> dict[str, float]:
     """The mean `semantic` and `physics` rewards of the answers, exactly as GRPO would score them."""
-    from .rewards import build_reward
-    from .rewards.options import RewardArguments
+    from .rewards import RewardArguments, build_reward
 
     options = options or RewardArguments()
     completions = [a["raw"] for a in answers]

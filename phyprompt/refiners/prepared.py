@@ -2,11 +2,12 @@
 it, saved as a plain safetensors folder in the user's cache, so every later run loads one folder in about a
 second instead of de-quantising and applying the adapter (gguf and peft are not even imported).
 
-The folder is named by the fingerprints of its sources, the GGUF file and the adapter's two files
-(`infra.files.fingerprint`, which reads each file's size and its first and last MiB) and records them in `prepared.json`: a new package version, a
-retrained adapter or another GGUF file prepares a new folder; a folder whose record does not match, or
-whose weights fail to load, is prepared again. Where the cache cannot be written (a read-only home), the
-refiner loads from its sources every time, as before, with one warning.
+The folder is named by the fingerprints of its sources, the GGUF file and the adapter's weights and config
+(`infra.files.fingerprint`, which reads each file's size and its first and last MiB), and records them in
+`prepared.json` (its model card is not a source: editing it prepares nothing). A new package version, a
+retrained adapter or another GGUF file prepares a new folder; a folder whose record does not match, or whose
+weights fail to load, is prepared again. Where the cache cannot be written (a read-only home), the refiner
+loads from its sources every time, as before, with one warning.
 
 Merging changes the arithmetic (W + BA once, instead of W·x + B(A·x) per token) by float rounding only;
 greedy answers are the same in the tests (tests/test_builtin_refiner.py compares them).
@@ -41,8 +42,6 @@ def cache_root() -> Path:
 def prepared_folder(spec: LoadSpec) -> tuple[Path, dict]:
     """Where the built-in `spec` (its GGUF file and adapter, as `loading.resolve_builtin` gives them) is
     prepared, and the sources' fingerprints its record must hold."""
-    # the adapter's weights and config only: its model card is documentation, and editing it must not make
-    # every user prepare the model again
     sources = {"gguf": fingerprint(spec.model)} | {
         name: fingerprint(os.path.join(spec.adapter, name)) for name in ADAPTER_FILES}
     digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]

@@ -93,7 +93,8 @@ def write_tiny_adapter(base_folder: str, folder: str | os.PathLike, seed: int = 
 
     folder = os.fspath(folder)
     model = AutoModelForCausalLM.from_pretrained(base_folder)
-    peft_model = get_peft_model(model, LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]} | lora))
+    settings = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]} | lora
+    peft_model = get_peft_model(model, LoraConfig(**settings))
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
