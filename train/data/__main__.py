@@ -1,4 +1,4 @@
-"""`python -m train.data validate | from-phygenbench | from-videophy2 | generate`.
+"""`python -m train.data validate | from-phygenbench | from-videophy2 | generate | cues`.
 
 Exit codes: 0 done, 1 bad data or a failure the user can fix (one `train.data: error:` line), 2 bad
 arguments.
@@ -7,6 +7,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from phyprompt.infra.console import fail, positive_int, silence_known_warnings
@@ -88,6 +89,25 @@ def _generate(args) -> int:
     return 0
 
 
+def _cues(args) -> int:
+    from .cues import cue_example
+
+    loaded = read_examples(args.files)
+    if loaded.problems:
+        return _fail(f"{loaded.problems[0]}; `{PROG} validate` lists every problem")
+    by_file: dict[str, list] = {}
+    for example, (path, _) in zip(loaded.examples, loaded.origins):
+        by_file.setdefault(path, []).append(example)
+    for path, examples in by_file.items():
+        name = os.path.basename(path).removeprefix("concise_")
+        try:
+            write_examples(os.path.join(args.out_dir, f"cue_{name}"), [cue_example(e) for e in examples])
+        except KeyError as error:
+            return _fail(f"{path}: no cue for subcategory {error}; add one to train/data/cues.py")
+        print(f"wrote {os.path.join(args.out_dir, f'cue_{name}')}: {len(examples)} rows", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Build and check PhyPrompt training data.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--batch-size", type=positive_int, default=8)
     teach.add_argument("--quiet", action="store_true", help="no progress bar")
     teach.set_defaults(run=_generate)
+
+    cues = commands.add_parser("cues", help="the cue set (the built-in refiner's data) from concise_*.jsonl files")
+    cues.add_argument("files", nargs="+", help="concise_<category>.jsonl files")
+    cues.add_argument("--out-dir", required=True, help="folder for cue_<category>.jsonl")
+    cues.set_defaults(run=_cues)
     return parser
 
 
