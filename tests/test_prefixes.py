@@ -36,8 +36,8 @@ def _fresh(tiny_refiner, folder) -> LocalRefiner:
 
 def test_a_saved_prefix_replaces_its_forward_pass_and_answers_the_same(tiny_refiner, forwards, tmp_path):
     plain = LocalRefiner(tiny_refiner.model, tiny_refiner.tokenizer).refine(PROMPT, "lavie", max_new_tokens=6)
-    prefix = len(forwards) and forwards[0]  # the instruction, run on its own first
-    assert prefix > 32 and len(list((tmp_path / "prefixes").glob("*"))) == 0
+    prefix = forwards[0]  # the instruction, run on its own first
+    assert prefix > 32
     first = _fresh(tiny_refiner, tmp_path).refine(PROMPT, "lavie", max_new_tokens=6)
     [saved] = (tmp_path / "prefixes").glob("*.safetensors")
     forwards.clear()

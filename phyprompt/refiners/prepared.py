@@ -153,7 +153,8 @@ def remove_unused(keep: Path) -> list[Path]:
             continue
         if folder != keep and last_used < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            if not folder.exists():  # a folder another user owns stays, and is not reported
+                removed.append(folder)
     if removed:
         log.info("removed %d prepared built-in refiner(s) unused for %d days: %s", len(removed), UNUSED_DAYS,
                  ", ".join(f.name for f in removed))
